@@ -1,0 +1,18 @@
+"""helpers: the small library the Unmasking CNNs notebooks call.
+
+    import helpers as h
+    h.setup()
+    model = h.load_model()                 # EfficientNet-Lite0, offline
+    h.top_k(model, "chelsea")              # top-5 table
+
+One module per idea, each short enough to read in a lesson. Every
+explanation returns a raw float32 map of the image's size; ``h.show`` draws.
+"""
+
+from .environment import *  # noqa: F401,F403  (imports TensorFlow quietly, first)
+from .models import *  # noqa: F401,F403
+from .images import *  # noqa: F401,F403
+from .labels import *  # noqa: F401,F403
+from .plot import *  # noqa: F401,F403
+
+__version__ = "0.1.0"

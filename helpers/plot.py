@@ -1,0 +1,121 @@
+"""Figures: photos, heatmaps overlaid on photos, grids; always with titles and colour bars.
+
+Explanations return raw float maps; this module is the only place that
+turns them into pictures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["show", "show_grid", "overlay", "normalise_map"]
+
+
+def _display_image(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"show takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if np.issubdtype(image.dtype, np.floating):
+        high = float(np.nanmax(image)) if image.size else 0.0
+        image = image / 255.0 if high > 1.0 else image
+        return np.clip(image, 0.0, 1.0)
+    return image
+
+
+def normalise_map(heatmap, *, symmetric: bool = False) -> np.ndarray:
+    """Scale a map to 0..1 (or -1..1 when ``symmetric``) for display only."""
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if symmetric:
+        scale = float(np.max(np.abs(heatmap))) or 1.0
+        return heatmap / scale
+    low, high = float(heatmap.min()), float(heatmap.max())
+    return (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)
+
+
+def _check_map(heatmap, image):
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.ndim == 3 and heatmap.shape[0] == 1:
+        heatmap = heatmap[0]
+    if heatmap.ndim != 2:
+        raise ValueError(f"a heatmap must be 2-D (H, W); got shape {heatmap.shape}")
+    if image is not None and heatmap.shape != image.shape[:2]:
+        raise ValueError(
+            f"heatmap shape {heatmap.shape} does not match the image's {image.shape[:2]}")
+    return heatmap
+
+
+def overlay(image, heatmap, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """An RGB float image: the photo with the 0..1-normalised heatmap blended on top."""
+    import matplotlib
+
+    photo = _display_image(image).astype(np.float32)
+    if photo.dtype != np.float32 or photo.max() > 1.0:
+        photo = photo / 255.0
+    heat = normalise_map(_check_map(heatmap, photo))
+    colours = matplotlib.colormaps[cmap](heat)[..., :3]
+    return np.clip((1 - alpha) * photo + alpha * colours, 0.0, 1.0)
+
+
+def show(image=None, heatmap=None, *, title: str | None = None, ax=None, alpha: float = 0.5,
+         cmap: str | None = None, symmetric: bool = False, colorbar: bool = True,
+         colorbar_label: str | None = None, vmin=None, vmax=None):
+    """Show a photo, a heatmap, or a heatmap over a photo, with a title and colour bar.
+
+    ``symmetric=True`` centres a signed map on zero with a diverging colour
+    map (red positive, blue negative). Returns the matplotlib axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if image is None and heatmap is None:
+        raise ValueError("show needs an image, a heatmap, or both")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    photo = _display_image(image) if image is not None else None
+    if photo is not None:
+        ax.imshow(photo, interpolation="bilinear")
+    if heatmap is not None:
+        heat = _check_map(heatmap, photo)
+        cmap = cmap or ("bwr" if symmetric else "jet")
+        if symmetric and vmin is None and vmax is None:
+            limit = float(np.max(np.abs(heat))) or 1.0
+            vmin, vmax = -limit, limit
+        shown = ax.imshow(heat, cmap=cmap, alpha=alpha if photo is not None else 1.0,
+                          vmin=vmin, vmax=vmax, interpolation="bilinear")
+        if colorbar:
+            bar = ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+            bar.solids.set_alpha(1.0)
+            if colorbar_label:
+                bar.set_label(colorbar_label)
+    if title:
+        ax.set_title(title)
+    ax.set_axis_off()
+    return ax
+
+
+def show_grid(images=None, heatmaps=None, *, titles=None, ncols: int = 4,
+              size: float = 3.0, suptitle: str | None = None, **show_kwargs):
+    """Several panels in a grid; ``images`` and ``heatmaps`` are lists (or one image for all)."""
+    import matplotlib.pyplot as plt
+
+    count = len(heatmaps) if heatmaps is not None else len(images)
+    if count == 0:
+        raise ValueError("show_grid needs at least one panel")
+    if images is not None and not isinstance(images, (list, tuple)):
+        images = [images] * count
+    ncols = min(ncols, count)
+    nrows = int(np.ceil(count / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 1.15, size * nrows),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= count:
+            ax.set_axis_off()
+            continue
+        show(images[i] if images is not None else None,
+             heatmaps[i] if heatmaps is not None else None,
+             title=titles[i] if titles else None, ax=ax, **show_kwargs)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
