@@ -387,13 +387,14 @@ def load_model(name: str = DEFAULT_MODEL, *, weights: str | None = "imagenet",
     ``use_cache``: load/save the converted Lite model in the cache folder
     (``$UNMASKING_CNNS_CACHE``); a stale or corrupt cache is rebuilt.
     """
-    if not isinstance(name, str) or name.lower() not in _ZOO:
+    key = name.lower().replace("-", "_") if isinstance(name, str) else None
+    if key not in _ZOO:
         close = difflib.get_close_matches(str(name).lower(), MODEL_NAMES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(MODEL_NAMES)}")
     if weights not in ("imagenet", None):
         raise ValueError(f"weights must be 'imagenet' or None, not {weights!r}")
-    name = name.lower()
+    name = key
     if name in _LITE_PACKAGES:
         return _load_lite(name, weights, use_cache)
     return _load_application(name, weights)
