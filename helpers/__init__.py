@@ -14,5 +14,6 @@ from .models import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
 from .labels import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
+from .saliency import *  # noqa: F401,F403
 
 __version__ = "0.1.0"

@@ -1,0 +1,396 @@
+"""Gradient explanations: vanilla saliency, guided backpropagation, SmoothGrad.
+
+Vanilla saliency (Simonyan, Vedaldi & Zisserman 2014, *Deep Inside
+Convolutional Networks: Visualising Image Classification Models and Saliency
+Maps*) asks how much the class score would change if one pixel changed a
+little: the gradient of the class **logit** S_c with respect to the input,
+
+    M_c(x) = dS_c / dx        (one number per pixel and colour channel)
+
+Guided backpropagation (Springenberg, Dosovitskiy, Brox & Riedmiller 2015,
+*Striving for Simplicity: The All Convolutional Net*) changes only the
+backward pass through every ReLU: the gradient R flowing back through a ReLU
+with input z is kept where the forward activation was on AND the gradient
+itself is positive,
+
+    R_in = (z > 0) * (R_out > 0) * R_out
+
+(for ReLU6 the forward factor is its own derivative, 1 where 0 < z < 6).
+
+SmoothGrad (Smilkov, Thorat, Kim, Viegas & Wattenberg 2017, *SmoothGrad:
+removing noise by adding noise*) averages the gradient over noisy copies of
+the image, which removes the pixel-to-pixel flicker of M_c:
+
+    M^_c(x) = 1/n * sum_k M_c(x + e_k),   e_k ~ N(0, sigma^2),
+    sigma   = noise_level * (255 - 0)
+
+What comes from a library and what is written here:
+
+* :func:`saliency` with ``method="vanilla"`` computes gradients with
+  tf-keras-vis ``Saliency`` (raw gradients: no absolute value, no
+  normalisation; the channel reduction is done here).
+* Guided backpropagation is written here. tf-keras-vis' own
+  ``GuidedBackpropagation`` modifier only replaces an ``activation``
+  attribute equal to ``relu`` (on a clone with copied weights); it misses
+  Keras ``ReLU`` layers, so EfficientNet-Lite's and MobileNetV2's ReLU6
+  would get no guided gradient. Here the model's graph is copied (sharing the
+  weights, never editing the user's model) with a gate after every
+  ReLU-family layer whose backward pass keeps only positive gradients; the
+  layer's own derivative supplies the (z > 0) factor.
+* SmoothGrad is written here: tf-keras-vis' smoothing draws all noisy
+  copies at once (memory grows with the sample count), scales the noise by
+  each image's own value range, uses the global numpy random state and runs
+  one sample at a time. :func:`smoothgrad` streams fixed-size batches of
+  noisy images through a compiled gradient function and keeps running sums,
+  so memory is bounded by ``batch_size`` whatever ``samples`` is.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+import weakref
+
+import numpy as np
+
+from .environment import choose, tf
+import keras
+
+from .images import as_batch
+from .labels import resolve_classes
+
+__all__ = [
+    "SALIENCY_METHODS",
+    "REDUCTIONS",
+    "saliency",
+    "smoothgrad",
+    "reduce_gradients",
+    "guided_backprop_model",
+    "relu_family_layers",
+]
+
+SALIENCY_METHODS = ("vanilla", "guided")
+REDUCTIONS = ("max_abs", "abs_mean", "signed", None)
+_RELU_ACTIVATIONS = ("relu", "relu6")
+
+# Derived models and compiled gradient functions, per user model. Weak keys:
+# nothing here keeps a model alive once the notebook lets go of it.
+_GUIDED_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_GRADIENT_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+# --------------------------------------------------------------------------
+# Checks and channel reduction
+# --------------------------------------------------------------------------
+
+def _check_method(method):
+    if method not in SALIENCY_METHODS:
+        raise ValueError(
+            f"unknown method {method!r}; use one of {', '.join(map(repr, SALIENCY_METHODS))}")
+
+
+def _check_reduce(reduce):
+    if reduce not in REDUCTIONS:
+        raise ValueError(
+            f"unknown reduce {reduce!r}; use one of {', '.join(map(repr, REDUCTIONS))}")
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def _number_of_classes(model) -> int:
+    shape = model.outputs[0].shape
+    if len(model.outputs) != 1 or len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"model {model.name!r} must have one output of shape (batch, classes) (the logits); "
+            f"its outputs have shapes {[tuple(o.shape) for o in model.outputs]}")
+    return int(shape[-1])
+
+
+def reduce_gradients(gradients, reduce="max_abs") -> np.ndarray:
+    """Collapse the colour axis of (..., H, W, 3) gradients into one map per pixel.
+
+    ``"max_abs"``: max_c |g_c|, as Simonyan et al. (2014) visualise saliency;
+    ``"abs_mean"``: mean_c |g_c|;
+    ``"signed"``: sum_c g_c, the change of the score when the pixel gets
+    brighter in all three channels (positive: brightening raises the score);
+    ``None``: the gradients unchanged.
+    """
+    _check_reduce(reduce)
+    gradients = np.asarray(gradients, dtype=np.float32)
+    if reduce is None:
+        return gradients
+    if reduce == "max_abs":
+        return np.abs(gradients).max(axis=-1)
+    if reduce == "abs_mean":
+        return np.abs(gradients).mean(axis=-1)
+    return gradients.sum(axis=-1, dtype=np.float64).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Guided backpropagation as a model modifier on a copy
+# --------------------------------------------------------------------------
+
+@tf.custom_gradient
+def _keep_positive_gradient(inputs):
+    """Identity forward; backward passes only the positive part of the gradient."""
+    def backward(upstream):
+        return tf.nn.relu(upstream)
+    return tf.identity(inputs), backward
+
+
+class _PositiveGradientGate(keras.layers.Layer):
+    """Placed after a ReLU so that the pair back-propagates (z > 0)(R > 0) R."""
+
+    def call(self, inputs):
+        return _keep_positive_gradient(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _is_relu_family(layer) -> bool:
+    """Keras ReLU layers (any max_value) and layers whose activation is relu or relu6."""
+    if isinstance(layer, keras.layers.ReLU):
+        return True
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None) in _RELU_ACTIVATIONS
+
+
+def relu_family_layers(model) -> list[str]:
+    """Names of the layers that guided backpropagation modifies (nested models included)."""
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            names += relu_family_layers(layer)
+        elif _is_relu_family(layer):
+            names.append(layer.name)
+    return names
+
+
+def _share_or_copy(layer):
+    # Layers are shared (same weights, no copy in memory); nested models are
+    # rebuilt so that their ReLUs get gates too.
+    return _guided_copy(layer) if isinstance(layer, keras.Model) else layer
+
+
+def _call_with_gate(layer, *args, **kwargs):
+    outputs = layer(*args, **kwargs)
+    if _is_relu_family(layer):
+        outputs = _PositiveGradientGate(name=f"{layer.name}_guided")(outputs)
+    return outputs
+
+
+def _guided_copy(model):
+    if isinstance(model, keras.Sequential):
+        # clone_model's call_function does not apply to Sequential models:
+        # rebuild it as a functional graph instead.
+        if not model.inputs:
+            raise ValueError(f"the Sequential model {model.name!r} is not built; call it once first")
+        template = model.inputs[0]
+        inputs = keras.Input(shape=tuple(template.shape[1:]), dtype=template.dtype)
+        x = inputs
+        for layer in model.layers:
+            x = _call_with_gate(_share_or_copy(layer), x)
+        return keras.Model(inputs, x, name=model.name)
+    try:
+        return keras.models.clone_model(model, clone_function=_share_or_copy,
+                                        call_function=_call_with_gate)
+    except ValueError as error:
+        raise TypeError(
+            f"guided backpropagation rebuilds the model's graph, so it needs a Functional or "
+            f"Sequential Keras model; {type(model).__name__} {model.name!r} cannot be "
+            f"rebuilt ({error})") from None
+
+
+def guided_backprop_model(model) -> keras.Model:
+    """A copy of ``model`` whose ReLUs back-propagate guided gradients.
+
+    Forward pass: identical to ``model`` (same layers, shared weights).
+    Backward pass: after every ReLU-family layer (Keras ``ReLU`` layers,
+    ReLU6 included, ``Activation("relu")`` and conv/dense layers with
+    ``activation="relu"``) a gate keeps only positive gradients, so the
+    gradient through that ReLU becomes (z > 0)(R > 0) R (Springenberg et al.
+    2015). ``model`` itself is never modified. The copy is cached per model.
+    """
+    cached = _GUIDED_MODELS.get(model)
+    if cached is not None:
+        return cached
+    relus = relu_family_layers(model)
+    if not relus:
+        warnings.warn(f"model {model.name!r} has no ReLU-family layer: guided backpropagation "
+                      "equals the vanilla gradient", stacklevel=2)
+    guided = _guided_copy(model)
+    _GUIDED_MODELS[model] = guided
+    return guided
+
+
+def _model_for(model, method):
+    _check_method(method)
+    return guided_backprop_model(model) if method == "guided" else model
+
+
+# --------------------------------------------------------------------------
+# Vanilla and guided gradients
+# --------------------------------------------------------------------------
+
+def _progress_bar(total, enabled, description):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=description, unit="image", leave=False)
+
+
+def saliency(model, images, class_index=None, *, method: str = "vanilla",
+             reduce: str | None = "max_abs", batch_size: int = 16,
+             progress: bool = True) -> np.ndarray:
+    """Gradient of the class logit with respect to the input pixels.
+
+    ``M_c(x) = dS_c / dx`` (Simonyan et al. 2014, *Deep Inside Convolutional
+    Networks*), with S_c the logit (not the softmax probability, whose
+    gradient also depends on every other class). ``method="guided"`` uses
+    guided backpropagation (Springenberg et al. 2015, *Striving for
+    Simplicity*), see :func:`guided_backprop_model`.
+
+    ``images``: one image (sample name, path, PIL, array) or a list or a
+    prepared batch. ``class_index``: None (each image's predicted class), an
+    index or ImageNet name, or one per image. ``reduce``: how the three
+    colour channels become one map, see :func:`reduce_gradients`; None keeps
+    the (H, W, 3) gradients. Gradients come from tf-keras-vis ``Saliency``
+    (raw: no absolute value, no normalisation), ``batch_size`` images at a
+    time.
+
+    Returns float32 (H, W) for one image or (N, H, W) for a batch
+    ((H, W, 3) / (N, H, W, 3) with ``reduce=None``), in logit units per
+    pixel-value unit (0..255 scale).
+    """
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    _check_method(method)
+    _check_reduce(reduce)
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch, single = as_batch(images, model)
+    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
+                              num_classes=_number_of_classes(model))
+    explainer = Saliency(_model_for(model, method), clone=False)
+    gradients = np.empty(batch.shape, dtype=np.float32)
+    with _progress_bar(len(batch), progress and len(batch) > batch_size, "saliency") as bar:
+        for start in range(0, len(batch), batch_size):
+            stop = min(start + batch_size, len(batch))
+            with warnings.catch_warnings():
+                # tf-keras-vis passes the input as a one-element list.
+                warnings.filterwarnings("ignore", message="The structure of `inputs`")
+                chunk = explainer(CategoricalScore([int(c) for c in classes[start:stop]]),
+                                  batch[start:stop], keepdims=True, gradient_modifier=None,
+                                  normalize_map=False)
+            gradients[start:stop] = np.asarray(chunk, dtype=np.float32)
+            bar.update(stop - start)
+    maps = reduce_gradients(gradients, reduce)
+    return maps[0] if single else maps
+
+
+# --------------------------------------------------------------------------
+# SmoothGrad
+# --------------------------------------------------------------------------
+
+def _gradient_function(model, method):
+    """A compiled ``(images, classes) -> d logit[class] / d images``, cached per model."""
+    per_model = _GRADIENT_FUNCTIONS.setdefault(model, {})
+    if method in per_model:
+        return per_model[method]
+    target = _model_for(model, method)
+    # The guided copy does not refer to ``model``; the vanilla function holds
+    # it weakly so the cache never keeps a model alive.
+    target_ref = weakref.ref(target) if target is model else (lambda: target)
+    shape = tuple(model.inputs[0].shape[1:])
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + shape, tf.float32),
+                                  tf.TensorSpec((None,), tf.int32)])
+    def gradients(images, classes):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            logits = target_ref()(images, training=False)
+            scores = tf.gather(logits, classes, axis=1, batch_dims=1)
+        return tape.gradient(scores, images)
+
+    per_model[method] = gradients
+    return gradients
+
+
+def _noise(seed, sample, shape):
+    """Standard normal noise of sample ``sample``: the same for every image and batch size."""
+    return np.random.default_rng((seed, sample)).standard_normal(shape, dtype=np.float32)
+
+
+def smoothgrad(model, images, class_index=None, *, noise_level: float = 0.15,
+               samples: int | None = None, method: str = "vanilla",
+               reduce: str | None = "max_abs", batch_size: int = 16, seed: int | None = 0,
+               progress: bool = True) -> np.ndarray:
+    """SmoothGrad: the gradient averaged over noisy copies of the image.
+
+    ``M^_c(x) = 1/n sum_k M_c(x + sigma e_k)``, e_k ~ N(0, I), with
+    ``sigma = noise_level * 255`` (a fraction of the 0..255 pixel range) and
+    M_c the vanilla or guided gradient of the logit (Smilkov et al. 2017,
+    *SmoothGrad: removing noise by adding noise*). Raw gradients are averaged
+    first, as in the paper, and ``reduce`` is applied to the average (the
+    mean gradient is the gradient of the Gaussian-blurred score). Noisy
+    pixels are not clipped to 0..255.
+
+    ``samples``: n (default 50, fewer in fast mode). The noisy images are
+    streamed through a compiled gradient function ``batch_size`` at a time
+    with running sums, so memory does not grow with ``samples``. Noise sample
+    k is ``np.random.default_rng((seed, k)).standard_normal((H, W, 3))``:
+    the same for every image, batch and batch size, so results repeat for a
+    given ``seed`` (None: fresh noise each call).
+
+    Written here rather than with tf-keras-vis' ``smooth_samples`` (see the
+    module docstring). Returns float32 (H, W) / (N, H, W), or (H, W, 3) /
+    (N, H, W, 3) with ``reduce=None``.
+    """
+    _check_method(method)
+    _check_reduce(reduce)
+    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real):
+        raise TypeError(f"noise_level must be a number (a fraction of the 0..255 range), "
+                        f"not {type(noise_level).__name__}")
+    if not np.isfinite(noise_level) or noise_level < 0:
+        raise ValueError(f"noise_level must be a finite number >= 0 (a fraction of the 0..255 "
+                         f"range, e.g. 0.15), got {noise_level}")
+    samples = _check_positive_int(choose(50, 10) if samples is None else samples, "samples")
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy)
+    elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None, not {seed!r}")
+
+    batch, single = as_batch(images, model)
+    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
+                              num_classes=_number_of_classes(model)).astype(np.int32)
+    gradients_of = _gradient_function(model, method)
+    sigma = np.float32(noise_level * 255.0)
+    image_shape = batch.shape[1:]
+    sums = np.zeros(batch.shape, dtype=np.float64)
+    total = len(batch) * samples
+    noisy = np.empty((min(batch_size, total),) + image_shape, dtype=np.float32)
+    with _progress_bar(total, progress, "SmoothGrad") as bar:
+        for start in range(0, total, batch_size):
+            # Work items (image, sample) in image-major order; one batch may
+            # hold samples of several images.
+            items = range(start, min(start + batch_size, total))
+            owners = np.fromiter((item // samples for item in items), dtype=np.int64)
+            for row, item in enumerate(items):
+                noisy[row] = batch[item // samples]
+                if sigma > 0:
+                    noisy[row] += sigma * _noise(seed, item % samples, image_shape)
+            count = len(items)
+            grads = gradients_of(tf.constant(noisy[:count]), tf.constant(classes[owners]))
+            grads = np.asarray(grads)
+            for owner in np.unique(owners):
+                sums[owner] += grads[owners == owner].sum(axis=0, dtype=np.float64)
+            bar.update(count)
+    maps = reduce_gradients((sums / samples).astype(np.float32), reduce)
+    return maps[0] if single else maps
