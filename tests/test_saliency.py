@@ -1,0 +1,335 @@
+"""Saliency, guided backpropagation and SmoothGrad against independent references."""
+import warnings
+
+import numpy as np
+import pytest
+
+import helpers as h
+import keras
+from tests.conftest import build_tiny_cnn
+
+
+def build_float64_cnn(size=8, classes=5, seed=1):
+    """A tiny float64 ReLU CNN, so central differences are exact to ~1e-9."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3), dtype="float64", name="input_image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, dtype="float64", name="preprocess")(inputs)
+    x = keras.layers.Conv2D(6, 3, padding="same", dtype="float64", name="conv1")(x)
+    x = keras.layers.ReLU(dtype="float64", name="conv1_activation")(x)
+    x = keras.layers.MaxPooling2D(2, dtype="float64", name="pool1")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", dtype="float64",
+                            name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(dtype="float64", name="avg_pool")(x)
+    outputs = keras.layers.Dense(classes, dtype="float64", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="float64_cnn")
+
+
+def build_mlp_with_every_relu(seed=2):
+    """Dense(relu) -> ReLU6 layer -> Activation('relu') -> logits, on a 2x2 RGB image."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((2, 2, 3), name="input_image")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    x = keras.layers.Dense(6, activation="relu", name="dense1")(x)
+    x = keras.layers.Dense(6, name="dense2")(x)
+    x = keras.layers.ReLU(max_value=6.0, name="relu6")(x)
+    x = keras.layers.Dense(5, name="dense3")(x)
+    x = keras.layers.Activation("relu", name="relu")(x)
+    outputs = keras.layers.Dense(4, name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="mlp")
+    rng = np.random.default_rng(seed)
+    # Scales chosen so that every ReLU is partly on and partly off and some
+    # ReLU6 inputs exceed 6 (checked in the test).
+    scales = [0.02, 1.0, 0.25, 1.0, 1.0, 1.0, 1.0, 1.0]
+    model.set_weights([rng.normal(0, scale, w.shape).astype(np.float32)
+                       for scale, w in zip(scales, model.get_weights())])
+    return model
+
+
+def mlp_gradient_by_hand(model, image, class_index, guided):
+    """Back-propagate through the MLP with numpy; guided keeps (z>0)(R>0)R at each ReLU."""
+    w1, b1, w2, b2, w3, b3, w4, _ = [np.asarray(w, np.float64) for w in model.get_weights()]
+    x = np.asarray(image, np.float64).reshape(-1)
+    z1 = x @ w1 + b1
+    z2 = np.maximum(z1, 0) @ w2 + b2
+    z3 = np.clip(z2, 0, 6) @ w3 + b3
+
+    def through(relu_derivative, upstream):
+        gate = (upstream > 0) if guided else 1.0
+        return relu_derivative * gate * upstream
+
+    r = w4[:, class_index]
+    r = through((z3 > 0).astype(float), r) @ w3.T
+    r = through(((z2 > 0) & (z2 < 6)).astype(float), r) @ w2.T
+    r = through((z1 > 0).astype(float), r) @ w1.T
+    return r.reshape(image.shape), (z1, z2, z3)
+
+
+@pytest.fixture(scope="module")
+def float64_cnn():
+    return build_float64_cnn()
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return build_mlp_with_every_relu()
+
+
+@pytest.fixture
+def small_image():
+    return np.random.default_rng(3).uniform(20, 235, (8, 8, 3)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Vanilla gradient
+# --------------------------------------------------------------------------
+
+def test_saliency_equals_central_finite_differences(float64_cnn, small_image):
+    class_index, step = 2, 1e-3
+    gradient = h.saliency(float64_cnn, small_image, class_index, reduce=None, progress=False)
+    base = small_image.astype(np.float64)
+    count = base.size
+    offsets = np.eye(count).reshape((count,) + base.shape) * step
+    plus = np.asarray(float64_cnn(base + offsets))[:, class_index]
+    minus = np.asarray(float64_cnn(base - offsets))[:, class_index]
+    numeric = ((plus - minus) / (2 * step)).reshape(base.shape)
+    assert gradient.shape == (8, 8, 3) and gradient.dtype == np.float32
+    assert np.abs(numeric).max() > 1e-4
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-6 * np.abs(numeric).max())
+
+
+def test_reductions_of_the_gradient(float64_cnn, small_image):
+    gradient = h.saliency(float64_cnn, small_image, 1, reduce=None, progress=False)
+    for reduce, expected in [("max_abs", np.abs(gradient).max(-1)),
+                             ("abs_mean", np.abs(gradient).mean(-1)),
+                             ("signed", gradient.sum(-1))]:
+        result = h.saliency(float64_cnn, small_image, 1, reduce=reduce, progress=False)
+        assert result.shape == (8, 8) and result.dtype == np.float32
+        np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-9)
+    assert (h.reduce_gradients(gradient, "signed") < 0).any()
+
+
+def test_batch_in_chunks_equals_one_at_a_time(tiny_cnn):
+    images = np.random.default_rng(4).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
+    classes = [0, 3, 9, 3, 1]
+    batched = h.saliency(tiny_cnn, images, classes, batch_size=2, progress=False)
+    assert batched.shape == (5, 32, 32)
+    for image, class_index, expected in zip(images, classes, batched):
+        single = h.saliency(tiny_cnn, image, class_index, progress=False)
+        np.testing.assert_allclose(single, expected, rtol=1e-5, atol=1e-12)
+
+
+def test_default_class_is_the_prediction(tiny_cnn, tiny_image):
+    predicted = int(np.argmax(tiny_cnn(tiny_image[None])))
+    np.testing.assert_array_equal(h.saliency(tiny_cnn, tiny_image, progress=False),
+                                  h.saliency(tiny_cnn, tiny_image, predicted, progress=False))
+
+
+# --------------------------------------------------------------------------
+# Guided backpropagation
+# --------------------------------------------------------------------------
+
+def test_guided_backprop_equals_hand_computation(mlp):
+    image = np.random.default_rng(5).uniform(0, 255, (2, 2, 3)).astype(np.float32)
+    _, (z1, z2, z3) = mlp_gradient_by_hand(mlp, image, 0, guided=True)
+    # The test means something only if every kind of ReLU is partly on and partly off.
+    assert (z1 > 0).any() and (z1 < 0).any() and (z3 > 0).any() and (z3 < 0).any()
+    assert (z2 > 6).any() and ((z2 > 0) & (z2 < 6)).any()
+    assert sorted(h.relu_family_layers(mlp)) == ["dense1", "relu", "relu6"]
+    for class_index in range(4):
+        guided_by_hand, _ = mlp_gradient_by_hand(mlp, image, class_index, guided=True)
+        vanilla_by_hand, _ = mlp_gradient_by_hand(mlp, image, class_index, guided=False)
+        guided = h.saliency(mlp, image, class_index, method="guided", reduce=None,
+                            progress=False)
+        vanilla = h.saliency(mlp, image, class_index, reduce=None, progress=False)
+        scale = np.abs(vanilla_by_hand).max()
+        np.testing.assert_allclose(guided, guided_by_hand, atol=1e-5 * scale, rtol=1e-4)
+        np.testing.assert_allclose(vanilla, vanilla_by_hand, atol=1e-5 * scale, rtol=1e-4)
+    assert not np.allclose(guided_by_hand, vanilla_by_hand)
+
+
+def test_guided_backprop_matches_tf_keras_vis_where_it_applies():
+    """tf-keras-vis' modifier handles conv layers with activation='relu' (not ReLU layers)."""
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.model_modifiers import GuidedBackpropagation
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", padding="same")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    image = np.random.default_rng(6).uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = Saliency(model, model_modifier=GuidedBackpropagation(
+            [keras.activations.relu]))(CategoricalScore([1]), image[None], keepdims=True,
+                                       gradient_modifier=None, normalize_map=False)
+    ours = h.saliency(model, image, 1, method="guided", reduce=None, progress=False)
+    reference = np.asarray(reference)[0]
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
+    assert not np.allclose(ours, h.saliency(model, image, 1, reduce=None, progress=False))
+
+
+def test_guided_backprop_leaves_the_model_unchanged(tiny_cnn, tiny_image):
+    model = build_tiny_cnn(seed=7, name="untouched")
+    layers_before = [(layer.name, type(layer).__name__) for layer in model.layers]
+    weights_before = [w.copy() for w in model.get_weights()]
+    output_before = np.asarray(model(tiny_image[None]))
+    vanilla_before = h.saliency(model, tiny_image, 4, reduce=None, progress=False)
+    guided = h.saliency(model, tiny_image, 4, method="guided", reduce=None, progress=False)
+    h.smoothgrad(model, tiny_image, 4, method="guided", samples=2, progress=False)
+    assert [(layer.name, type(layer).__name__) for layer in model.layers] == layers_before
+    for before, after in zip(weights_before, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(np.asarray(model(tiny_image[None])), output_before)
+    vanilla_after = h.saliency(model, tiny_image, 4, reduce=None, progress=False)
+    np.testing.assert_array_equal(vanilla_after, vanilla_before)
+    assert not np.allclose(guided, vanilla_after)
+    copy = h.guided_backprop_model(model)
+    assert copy is not model and len(copy.layers) == len(model.layers) + 2
+    np.testing.assert_allclose(np.asarray(copy(tiny_image[None])), output_before, rtol=1e-6)
+
+
+def test_guided_backprop_reaches_relus_inside_nested_models(tiny_cnn, tiny_image):
+    outer = keras.Sequential([keras.Input((32, 32, 3)), tiny_cnn], name="wrapped")
+    assert h.relu_family_layers(outer) == ["conv1_activation", "conv2_activation"]
+    np.testing.assert_allclose(
+        h.saliency(outer, tiny_image, 2, method="guided", reduce=None, progress=False),
+        h.saliency(tiny_cnn, tiny_image, 2, method="guided", reduce=None, progress=False),
+        rtol=1e-5, atol=1e-12)
+
+
+def test_guided_backprop_warns_without_relus(tiny_image):
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="tanh")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    with pytest.warns(UserWarning, match="no ReLU-family layer"):
+        h.guided_backprop_model(model)
+
+
+# --------------------------------------------------------------------------
+# SmoothGrad
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["vanilla", "guided"])
+def test_smoothgrad_without_noise_equals_saliency(tiny_cnn, tiny_image, method):
+    smooth = h.smoothgrad(tiny_cnn, tiny_image, 5, noise_level=0.0, samples=3, method=method,
+                          reduce=None, progress=False)
+    plain = h.saliency(tiny_cnn, tiny_image, 5, method=method, reduce=None, progress=False)
+    assert smooth.shape == (32, 32, 3) and smooth.dtype == np.float32
+    np.testing.assert_allclose(smooth, plain, rtol=1e-5, atol=1e-6 * np.abs(plain).max())
+
+
+@pytest.mark.parametrize("method", ["vanilla", "guided"])
+def test_batched_smoothgrad_equals_a_loop_over_samples(tiny_cnn, method):
+    images = np.random.default_rng(8).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    classes, samples, noise_level, seed = [1, 6], 5, 0.2, 11
+    # batch_size 3 makes batches that hold samples of both images.
+    batched = h.smoothgrad(tiny_cnn, images, classes, noise_level=noise_level, samples=samples,
+                           method=method, reduce=None, batch_size=3, seed=seed, progress=False)
+    sigma = noise_level * 255
+    for image, class_index, result in zip(images, classes, batched):
+        noise = [sigma * np.random.default_rng((seed, k)).standard_normal(image.shape,
+                                                                         dtype=np.float32)
+                 for k in range(samples)]
+        # Noisy pixels leave 0..255: pass each as a prepared batch of one.
+        loop = np.mean([h.saliency(tiny_cnn, (image + noise[k])[None], class_index,
+                                   method=method, reduce=None, progress=False)[0]
+                        for k in range(samples)], axis=0)
+        np.testing.assert_allclose(result, loop, rtol=1e-4, atol=1e-6 * np.abs(loop).max())
+    single = h.smoothgrad(tiny_cnn, images[1], 6, noise_level=noise_level, samples=samples,
+                          method=method, batch_size=1, seed=seed, progress=False)
+    np.testing.assert_allclose(single, h.reduce_gradients(batched[1]), rtol=1e-4, atol=1e-12)
+
+
+def test_smoothgrad_is_repeatable_with_a_seed(tiny_cnn, tiny_image):
+    def run(seed):
+        return h.smoothgrad(tiny_cnn, tiny_image, 0, samples=4, seed=seed, progress=False)
+
+    np.testing.assert_array_equal(run(3), run(3))
+    assert not np.allclose(run(3), run(4))
+    assert not np.allclose(run(None), run(None))
+
+
+def test_smoothgrad_averages_gradients_before_reducing(tiny_cnn, tiny_image):
+    raw = h.smoothgrad(tiny_cnn, tiny_image, 2, samples=4, reduce=None, progress=False)
+    for reduce in ("max_abs", "abs_mean", "signed"):
+        np.testing.assert_allclose(
+            h.smoothgrad(tiny_cnn, tiny_image, 2, samples=4, reduce=reduce, progress=False),
+            h.reduce_gradients(raw, reduce), rtol=1e-6, atol=1e-12)
+
+
+def test_more_noise_gives_a_smoother_map(tiny_cnn, tiny_image):
+    def roughness(heat):
+        return np.abs(np.diff(heat, axis=0)).mean() / np.abs(heat).mean()
+
+    plain = h.saliency(tiny_cnn, tiny_image, 3, reduce="signed", progress=False)
+    smooth = h.smoothgrad(tiny_cnn, tiny_image, 3, noise_level=0.3, samples=32,
+                          reduce="signed", progress=False)
+    assert roughness(smooth) < roughness(plain)
+
+
+# --------------------------------------------------------------------------
+# Real architectures
+# --------------------------------------------------------------------------
+
+def test_efficientnet_lite0(lite0):
+    assert len(h.relu_family_layers(lite0)) == 33
+    vanilla = h.saliency(lite0, "chelsea", progress=False)
+    guided = h.saliency(lite0, "chelsea", method="guided", progress=False)
+    smooth = h.smoothgrad(lite0, "chelsea", samples=2, batch_size=2, progress=False)
+    for heat in (vanilla, guided, smooth):
+        assert heat.shape == (224, 224) and heat.dtype == np.float32
+        assert np.isfinite(heat).all() and heat.max() > 0
+    assert np.corrcoef(vanilla.ravel(), guided.ravel())[0, 1] < 0.99
+    gradients = h.saliency(lite0, ["coffee", "chelsea"], ["espresso", "tabby"],
+                           method="guided", reduce=None, progress=False)
+    assert gradients.shape == (2, 224, 224, 3)
+
+
+@pytest.mark.parametrize("name, relus", [("vgg16", 15), ("mobilenet_v2", 35)])
+def test_untrained_keras_applications(name, relus):
+    model = h.load_model(name, weights=None)
+    assert len(h.relu_family_layers(model)) == relus
+    image = np.random.default_rng(9).uniform(0, 255, (224, 224, 3)).astype(np.float32)
+    for method in ("vanilla", "guided"):
+        heat = h.saliency(model, image, 7, method=method, progress=False)
+        assert heat.shape == (224, 224) and np.isfinite(heat).all() and heat.max() > 0
+    smooth = h.smoothgrad(model, image, 7, method="guided", samples=1, progress=False)
+    assert smooth.shape == (224, 224) and np.isfinite(smooth).all()
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+def test_clear_errors(tiny_cnn, tiny_image):
+    with pytest.raises(ValueError, match="out of range"):
+        h.saliency(tiny_cnn, tiny_image, 10)
+    with pytest.raises(ValueError, match="out of range"):
+        h.smoothgrad(tiny_cnn, tiny_image, -1, samples=1)
+    with pytest.raises(ValueError, match="unknown method 'smooth'.*'vanilla', 'guided'"):
+        h.saliency(tiny_cnn, tiny_image, 0, method="smooth")
+    with pytest.raises(ValueError, match="unknown method"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, method="integrated")
+    with pytest.raises(ValueError, match="unknown reduce 'max'.*'max_abs'"):
+        h.saliency(tiny_cnn, tiny_image, 0, reduce="max")
+    with pytest.raises(ValueError, match="unknown reduce"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, reduce="sum")
+    with pytest.raises(ValueError, match="noise_level must be a finite number >= 0"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, noise_level=-0.1)
+    with pytest.raises(TypeError, match="noise_level must be a number"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, noise_level="high")
+    with pytest.raises(ValueError, match="samples must be at least 1"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, samples=0)
+    with pytest.raises(TypeError, match="samples must be a positive integer"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, samples=2.5)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        h.saliency(tiny_cnn, tiny_image, 0, batch_size=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, seed=-1)
+    with pytest.raises(ValueError, match="unknown reduce"):
+        h.reduce_gradients(np.zeros((2, 2, 3)), "median")
