@@ -1,0 +1,446 @@
+"""Where do people look? A clickable grid over a photo, saved as JSON, merged into a heatmap.
+
+A student sees the photo as the model sees it (the centre square crop of
+:func:`helpers.prepare`) under an N x N grid (20 x 20 by default) and clicks
+the cells they look at to decide the class. Each answer is one small JSON
+file; a class's files merge into a human attention map: the fraction of
+annotators who marked each cell, at any size (e.g. the model's 224 x 224),
+ready to compare with any explanation (:mod:`helpers.metrics`).
+
+The JSON format (version 1), one file per annotator, image and class::
+
+    {
+      "format": "unmasking-cnns-attention",
+      "version": 1,
+      "image": "chelsea",               # sample name or file name of the photo
+      "grid_size": 20,                   # the grid is grid_size x grid_size cells
+      "class_index": 285,                # ImageNet class index ...
+      "class_name": "Egyptian_cat",      # ... and its short name (must agree)
+      "annotator": "student-07",         # any id; no personal data needed
+      "cells": [[7, 5], [7, 6], ...],    # marked cells as [row, column], 0-based, top-left first
+      "timestamp": "2026-05-04T10:15:00Z",   # ISO 8601, UTC
+      "note": "optional free text"
+    }
+
+Cell (row r, column c) covers rows r*H/N .. (r+1)*H/N and columns
+c*W/N .. (c+1)*W/N of the square crop, whatever its size H x W.
+
+Written by hand: no library provides such an annotation widget.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .images import SAMPLES, load_image, resize_image
+from .labels import DATA_DIR, class_index as lookup_class_index, class_name as lookup_class_name
+
+__all__ = [
+    "ATTENTION_FORMAT",
+    "ATTENTION_VERSION",
+    "ATTENTION_DIR",
+    "AttentionAnnotation",
+    "save_annotation",
+    "load_annotation",
+    "load_annotations",
+    "cells_to_mask",
+    "attention_map",
+    "human_attention_map",
+    "AttentionGrid",
+    "attention_grid",
+]
+
+ATTENTION_FORMAT = "unmasking-cnns-attention"
+ATTENTION_VERSION = 1
+ATTENTION_DIR = DATA_DIR / "attention"
+DEFAULT_GRID = 20
+MAX_GRID = 100
+_REQUIRED = ("version", "image", "grid_size", "class_index", "class_name", "annotator", "cells",
+             "timestamp")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _check_grid_size(grid_size) -> int:
+    if isinstance(grid_size, (bool, np.bool_)) or not isinstance(grid_size, (int, np.integer)):
+        raise TypeError(f"grid_size must be an integer, not {type(grid_size).__name__}")
+    if not 1 <= grid_size <= MAX_GRID:
+        raise ValueError(f"grid_size must lie in 1..{MAX_GRID}, not {grid_size}")
+    return int(grid_size)
+
+
+def _check_cells(cells, grid_size: int) -> list[list[int]]:
+    """Unique [row, col] pairs inside the grid, sorted top-left first."""
+    if isinstance(cells, (str, bytes)) or not hasattr(cells, "__iter__"):
+        raise TypeError("cells must be a list of [row, column] pairs")
+    checked = set()
+    for cell in cells:
+        if (isinstance(cell, (str, bytes)) or not hasattr(cell, "__len__") or len(cell) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                           for v in cell)):
+            raise ValueError(f"each cell must be a [row, column] pair of integers; got {cell!r}")
+        row, col = int(cell[0]), int(cell[1])
+        if not (0 <= row < grid_size and 0 <= col < grid_size):
+            raise ValueError(f"cell {[row, col]} lies outside the {grid_size}x{grid_size} grid "
+                             f"(rows and columns are 0..{grid_size - 1})")
+        checked.add((row, col))
+    return [list(cell) for cell in sorted(checked)]
+
+
+def _resolve_class(class_index, class_name) -> tuple[int, str]:
+    if class_index is None and class_name is None:
+        raise ValueError("an annotation needs its class: give class_index or class_name")
+    if class_index is None:
+        index = lookup_class_index(class_name)
+    else:
+        index = lookup_class_index(class_index)
+    name = lookup_class_name(index)
+    if class_name is not None and lookup_class_index(class_name) != index:
+        raise ValueError(f"class_index {index} is '{name}', but class_name says {class_name!r}")
+    return index, name
+
+
+@dataclass
+class AttentionAnnotation:
+    """One annotator's cells for one image and class (the JSON format above)."""
+
+    image: str
+    class_index: int
+    class_name: str
+    cells: list[list[int]]
+    grid_size: int = DEFAULT_GRID
+    annotator: str = "anonymous"
+    timestamp: str = field(default_factory=_now)
+    note: str = ""
+    version: int = ATTENTION_VERSION
+
+    def __post_init__(self):
+        if not isinstance(self.image, str) or not self.image.strip():
+            raise ValueError("an annotation needs the image's name (a non-empty string)")
+        if not isinstance(self.annotator, str) or not self.annotator.strip():
+            raise ValueError("the annotator id must be a non-empty string")
+        self.grid_size = _check_grid_size(self.grid_size)
+        self.class_index, self.class_name = _resolve_class(self.class_index, self.class_name)
+        self.cells = _check_cells(self.cells, self.grid_size)
+
+    @classmethod
+    def create(cls, image: str, class_index, cells, *, grid_size: int = DEFAULT_GRID,
+               annotator: str = "anonymous", note: str = "") -> "AttentionAnnotation":
+        """An annotation made now; ``class_index`` may be an index or a class name."""
+        if isinstance(class_index, str):
+            index, name = _resolve_class(None, class_index)
+        else:
+            index, name = _resolve_class(class_index, None)
+        return cls(image, index, name, cells, grid_size, annotator, _now(), note)
+
+    def to_dict(self) -> dict:
+        data = {"format": ATTENTION_FORMAT, "version": self.version, "image": self.image,
+                "grid_size": self.grid_size, "class_index": self.class_index,
+                "class_name": self.class_name, "annotator": self.annotator,
+                "cells": [list(cell) for cell in self.cells], "timestamp": self.timestamp}
+        if self.note:
+            data["note"] = self.note
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "the annotation") -> "AttentionAnnotation":
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} must be a JSON object, not {type(data).__name__}")
+        if data.get("format", ATTENTION_FORMAT) != ATTENTION_FORMAT:
+            raise ValueError(f"{source} is not an attention annotation (format "
+                             f"{data.get('format')!r}, expected {ATTENTION_FORMAT!r})")
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise ValueError(f"{source} lacks the field(s) {', '.join(missing)}; "
+                             f"required: {', '.join(_REQUIRED)}")
+        if data["version"] != ATTENTION_VERSION:
+            raise ValueError(f"{source} has version {data['version']!r}; this course reads "
+                             f"version {ATTENTION_VERSION}")
+        try:
+            datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{source} has a timestamp that is not ISO 8601: "
+                             f"{data['timestamp']!r}") from None
+        try:
+            return cls(image=data["image"], class_index=data["class_index"],
+                       class_name=data["class_name"], cells=data["cells"],
+                       grid_size=data["grid_size"], annotator=data["annotator"],
+                       timestamp=str(data["timestamp"]), note=str(data.get("note", "")))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: {error}") from None
+
+    def mask(self, size=224) -> np.ndarray:
+        """The marked cells as a boolean (H, W) mask; ``size`` an int or (H, W)."""
+        return cells_to_mask(self.cells, self.grid_size, size)
+
+    def file_name(self) -> str:
+        safe = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"  # noqa: E731
+        return f"{safe(Path(self.image).stem)}__{safe(self.class_name)}__{safe(self.annotator)}.json"
+
+
+def save_annotation(annotation: AttentionAnnotation, path=None, *,
+                    overwrite: bool = False) -> Path:
+    """Write an annotation as JSON; ``path`` a file or a folder (default: ./attention_answers).
+
+    In a folder the file is named ``<image>__<class>__<annotator>.json``.
+    Returns the path written. An existing file is kept unless ``overwrite``.
+    """
+    if not isinstance(annotation, AttentionAnnotation):
+        raise TypeError(f"expected an AttentionAnnotation, not {type(annotation).__name__}")
+    target = Path("attention_answers") if path is None else Path(path)
+    if target.suffix.lower() != ".json":
+        target = target / annotation.file_name()
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"'{target}' exists; pass overwrite=True or another path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = annotation.to_dict()
+    # One field per line, the cells on one line: short files that read well in a diff.
+    cells = json.dumps(data.pop("cells"))
+    text = json.dumps({**data, "cells": "CELLS"}, indent=1).replace('"CELLS"', cells)
+    target.write_text(text + "\n", encoding="utf-8")
+    return target
+
+
+def load_annotation(path) -> AttentionAnnotation:
+    """Read and validate one annotation file; a clear ValueError says what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no annotation file at '{path}'")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"'{path}' is not valid JSON: {error}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"'{path}' is not a UTF-8 text file") from None
+    return AttentionAnnotation.from_dict(data, source=f"'{path}'")
+
+
+def load_annotations(folder=None, *, image: str | None = None,
+                     class_index=None) -> list[AttentionAnnotation]:
+    """Every ``*.json`` annotation in ``folder`` (default: the course's data/attention),
+    optionally only those of one ``image`` and class (an index or name), sorted by file name."""
+    folder = ATTENTION_DIR if folder is None else Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder '{folder}'")
+    wanted = None if class_index is None else lookup_class_index(class_index)
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        annotation = load_annotation(path)
+        if image is not None and annotation.image != image:
+            continue
+        if wanted is not None and annotation.class_index != wanted:
+            continue
+        found.append(annotation)
+    return found
+
+
+def _size(size) -> tuple[int, int]:
+    height, width = (size, size) if np.isscalar(size) else tuple(size)
+    if int(height) < 1 or int(width) < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    return int(height), int(width)
+
+
+def cells_to_mask(cells, grid_size: int = DEFAULT_GRID, size=224) -> np.ndarray:
+    """Grid cells [[row, col], ...] as a boolean (H, W) mask of ``size``."""
+    grid_size = _check_grid_size(grid_size)
+    height, width = _size(size)
+    row_edges = np.round(np.linspace(0, height, grid_size + 1)).astype(int)
+    col_edges = np.round(np.linspace(0, width, grid_size + 1)).astype(int)
+    mask = np.zeros((height, width), dtype=bool)
+    for row, col in _check_cells(cells, grid_size):
+        mask[row_edges[row]:row_edges[row + 1], col_edges[col]:col_edges[col + 1]] = True
+    return mask
+
+
+def attention_map(annotations, size=224) -> np.ndarray:
+    """Merge annotations into a human attention map: per pixel, the fraction
+    of annotators who marked it (float32 0..1, shape ``size``).
+
+    All annotations must be of the same image and class (filter with
+    :func:`load_annotations`); they may use different grid sizes.
+    """
+    if isinstance(annotations, AttentionAnnotation):
+        annotations = [annotations]
+    annotations = list(annotations)
+    if not annotations:
+        raise ValueError("no annotations to merge (check the folder, image and class)")
+    for item in annotations:
+        if not isinstance(item, AttentionAnnotation):
+            raise TypeError(f"expected AttentionAnnotation objects, not {type(item).__name__}")
+    kinds = {(a.image, a.class_index) for a in annotations}
+    if len(kinds) > 1:
+        listed = ", ".join(f"{image}/{lookup_class_name(index)}" for image, index in sorted(kinds))
+        raise ValueError(f"the annotations mix images or classes ({listed}); merge one "
+                         "image and class at a time")
+    total = sum(a.mask(size).astype(np.float32) for a in annotations)
+    return (total / len(annotations)).astype(np.float32)
+
+
+def human_attention_map(image: str, class_index, *, folder=None, size=224) -> np.ndarray:
+    """The merged human attention map of one image and class from a folder of answers."""
+    return attention_map(load_annotations(folder, image=image, class_index=class_index), size)
+
+
+# --------------------------------------------------------------------------
+# The widget
+# --------------------------------------------------------------------------
+
+_MARKED = "rgba(255, 196, 0, 0.55)"
+_UNMARKED = "transparent"
+
+
+def _cell_button_class():
+    """A Button that remembers whether it is marked (``value``), toggled by a click.
+
+    ipywidgets' ToggleButton cannot be made transparent (it has no colour
+    style), so each cell is a plain Button whose colour follows ``value``.
+    """
+    import ipywidgets
+    import traitlets
+
+    class CellButton(ipywidgets.Button):
+        value = traitlets.Bool(False)
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.style.button_color = _UNMARKED
+            self.on_click(lambda button: setattr(button, "value", not button.value))
+            self.observe(self._recolour, "value")
+
+        def _recolour(self, change):
+            self.style.button_color = _MARKED if change["new"] else _UNMARKED
+
+    return CellButton
+
+
+class AttentionGrid:
+    """A photo under an N x N grid of clickable cells; save the marked cells as JSON.
+
+    ``grid.cells[row][col].value`` is True for a marked cell (a click
+    toggles it); :meth:`annotation` and :meth:`save` turn the marked cells
+    into an :class:`AttentionAnnotation`. Display ``grid`` (or
+    ``grid.widget``) in a notebook.
+    """
+
+    def __init__(self, image, class_index=None, *, grid_size: int = DEFAULT_GRID,
+                 annotator: str = "", folder="attention_answers", image_name: str | None = None,
+                 display_size: int = 440):
+        import ipywidgets as widgets
+
+        self.grid_size = _check_grid_size(grid_size)
+        if image_name is None:
+            if isinstance(image, str) and image in SAMPLES:
+                image_name = image
+            elif isinstance(image, (str, Path)):
+                image_name = Path(image).name
+            else:
+                raise ValueError("pass image_name=... for an image that is not a sample or a file")
+        self.image_name = image_name
+        self.folder = Path(folder)
+        photo = resize_image(load_image(image), (display_size, display_size), "crop")
+        buffer = io.BytesIO()
+        from PIL import Image
+
+        Image.fromarray(photo).save(buffer, format="PNG")
+        n = self.grid_size
+        picture = widgets.Image(value=buffer.getvalue(), format="png", layout=widgets.Layout(
+            grid_area=f"1 / 1 / {n + 1} / {n + 1}", width="100%", height="100%",
+            object_fit="fill"))
+        CellButton = _cell_button_class()
+        self.cells = [[CellButton(
+            description="", tooltip=f"row {row}, column {col}",
+            layout=widgets.Layout(grid_area=f"{row + 1} / {col + 1} / {row + 2} / {col + 2}",
+                                  width="100%", height="100%", margin="0", padding="0",
+                                  border="1px solid rgba(255, 255, 255, 0.3)"))
+            for col in range(n)] for row in range(n)]
+        cell_px = display_size / n
+        self.board = widgets.GridBox(
+            [picture] + [button for row in self.cells for button in row],
+            layout=widgets.Layout(grid_template_rows=f"repeat({n}, {cell_px:.2f}px)",
+                                  grid_template_columns=f"repeat({n}, {cell_px:.2f}px)",
+                                  grid_gap="0px", width=f"{display_size}px"))
+        if class_index is None:
+            class_text = ""
+        elif isinstance(class_index, str):
+            class_text = lookup_class_name(lookup_class_index(class_index))
+        else:
+            class_text = lookup_class_name(class_index)
+        self.annotator_box = widgets.Text(value=annotator, description="your id",
+                                          placeholder="e.g. student-07")
+        self.class_box = widgets.Text(value=class_text, description="class",
+                                      placeholder="e.g. tabby")
+        self.save_button = widgets.Button(description="Save", icon="save", button_style="success")
+        self.clear_button = widgets.Button(description="Clear", icon="eraser")
+        self.status = widgets.HTML(value=f"Click the cells you look at to decide the class; "
+                                         f"answers go to <code>{self.folder}/</code>.")
+        self.save_button.on_click(lambda _: self._save_clicked())
+        self.clear_button.on_click(lambda _: self.clear())
+        self.widget = widgets.VBox([
+            widgets.HBox([self.annotator_box, self.class_box]),
+            self.board,
+            widgets.HBox([self.save_button, self.clear_button]),
+            self.status,
+        ])
+
+    def marked_cells(self) -> list[list[int]]:
+        """The marked cells as [row, col] pairs, top-left first."""
+        return [[row, col] for row in range(self.grid_size) for col in range(self.grid_size)
+                if self.cells[row][col].value]
+
+    def set_cells(self, cells) -> None:
+        """Mark exactly ``cells`` (a list of [row, col]); the others are cleared."""
+        wanted = {tuple(cell) for cell in _check_cells(cells, self.grid_size)}
+        for row in range(self.grid_size):
+            for col in range(self.grid_size):
+                self.cells[row][col].value = (row, col) in wanted
+
+    def clear(self) -> None:
+        self.set_cells([])
+
+    def annotation(self, note: str = "") -> AttentionAnnotation:
+        """The current answer as an annotation (needs an annotator id and a class)."""
+        annotator = self.annotator_box.value.strip()
+        if not annotator:
+            raise ValueError("type an id in the 'your id' box first (any name, e.g. student-07)")
+        if not self.class_box.value.strip():
+            raise ValueError("type the class in the 'class' box first (e.g. tabby)")
+        if not self.marked_cells():
+            raise ValueError("no cell is marked yet: click the cells you look at")
+        return AttentionAnnotation.create(self.image_name, self.class_box.value.strip(),
+                                          self.marked_cells(), grid_size=self.grid_size,
+                                          annotator=annotator, note=note)
+
+    def save(self, path=None, *, overwrite: bool = True) -> Path:
+        """Save the current answer to ``path`` (a .json file or a folder; default ``folder``)."""
+        return save_annotation(self.annotation(), self.folder if path is None else path,
+                               overwrite=overwrite)
+
+    def _save_clicked(self) -> None:
+        try:
+            path = self.save()
+        except (ValueError, OSError) as error:
+            self.status.value = f"<b style='color:#b00'>Not saved:</b> {error}"
+        else:
+            self.status.value = (f"Saved {len(self.marked_cells())} cells to "
+                                 f"<code>{path}</code>.")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def attention_grid(image, class_index=None, *, grid_size: int = DEFAULT_GRID,
+                   annotator: str = "", folder="attention_answers",
+                   display_size: int = 440) -> AttentionGrid:
+    """The clickable human-attention grid for one photo (see :class:`AttentionGrid`)."""
+    return AttentionGrid(image, class_index, grid_size=grid_size, annotator=annotator,
+                         folder=folder, display_size=display_size)

@@ -1,0 +1,816 @@
+"""Is a heatmap right? Faithfulness, sanity checks and agreement with people.
+
+Three questions, three families of measurements, for any method's map:
+
+1. **Faithfulness** -- does the model really depend on the pixels the map
+   calls important? Deletion and insertion curves (Petsiuk, Das & Saenko
+   2018, *RISE: Randomized Input Sampling for Explanation of Black-box
+   Models*, BMVC): remove (or reveal) pixels in order of importance and
+   track the class probability. A faithful map makes the probability fall
+   fast under deletion (small area under the curve) and rise fast under
+   insertion (large area).
+2. **Sanity** -- does the map depend on what the model learned at all?
+   The model-randomisation test (Adebayo et al. 2018, *Sanity Checks for
+   Saliency Maps*, NeurIPS): re-initialise the layers from the top down,
+   one block more at each stage, and compare each new map with the
+   original (Spearman rank correlation, SSIM). A map that barely changes
+   when the weights become noise explains the image, not the model.
+3. **Plausibility** -- does the map agree with where people look? IoU of
+   the map's top k% with a human mask, the pointing game (Zhang et al.
+   2018, *Top-down Neural Attention by Excitation Backprop*, IJCV) and the
+   rank correlation with a human attention map (see :mod:`helpers.attention`).
+
+Everything here is written by hand: it is what the lesson is about, and the
+explanation libraries the course uses do not provide these measurements.
+Plots of the results (``show_curves``, ``show_cascade``) live here too,
+because they draw curves and tables, not heatmaps.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .environment import choose, tf
+from .images import as_batch
+from .labels import class_name, resolve_classes
+from .models import input_size, probabilities
+
+__all__ = [
+    "PerturbationCurve",
+    "deletion_curve",
+    "insertion_curve",
+    "area_under_curve",
+    "ScoreTable",
+    "compare_maps",
+    "rank_correlation",
+    "map_ssim",
+    "randomization_stages",
+    "SanityCheck",
+    "cascading_randomization",
+    "top_k_mask",
+    "top_k_iou",
+    "pointing_game",
+    "human_agreement",
+    "show_curves",
+    "show_cascade",
+]
+
+DELETION_BASELINE = "black"
+INSERTION_BASELINE = "blur"
+BASELINES = ("black", "blur", "mean", "gray")
+
+
+# --------------------------------------------------------------------------
+# Input checks shared by every measurement
+# --------------------------------------------------------------------------
+
+def _as_map(heatmap, what: str = "heatmap") -> np.ndarray:
+    """One 2-D float map; a (1, H, W) batch of one is accepted."""
+    array = np.asarray(heatmap)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                     or array.dtype == np.bool_):
+        raise TypeError(f"the {what} must be an array of numbers, not {array.dtype}")
+    array = array.astype(np.float64)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"the {what} must be one 2-D (H, W) map; got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"the {what} is empty")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"the {what} contains NaN or infinite values")
+    return array
+
+
+def _same_shape(first, second, names=("heatmap", "human map")):
+    first, second = _as_map(first, names[0]), _as_map(second, names[1])
+    if first.shape != second.shape:
+        raise ValueError(f"the {names[0]} has shape {first.shape} but the {names[1]} has "
+                         f"{second.shape}; resize one of them (maps are compared pixel by pixel)")
+    return first, second
+
+
+def _maps_for_batch(heatmaps, batch: np.ndarray, single: bool) -> np.ndarray:
+    """The maps as (N, H, W), checked against the images' count and size."""
+    maps = np.asarray(heatmaps)
+    if maps.dtype == object or not np.issubdtype(maps.dtype, np.number):
+        raise TypeError(f"heatmaps must be an array of numbers, not {maps.dtype}")
+    count, height, width = batch.shape[:3]
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[1:] != (height, width) or len(maps) != count:
+        expected = (f"({height}, {width})" if single
+                    else f"({count}, {height}, {width})")
+        raise ValueError(
+            f"heatmap shape {maps.shape} does not match the images: expected {expected}, one "
+            f"map per image at the model's input size (explanation functions return this)")
+    maps = maps.astype(np.float64)
+    if not np.all(np.isfinite(maps)):
+        raise ValueError("the heatmap contains NaN or infinite values")
+    return maps
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------
+# Fast batched class probabilities
+# --------------------------------------------------------------------------
+
+# One compiled forward pass per model, reused across calls; fixed-size
+# batches (the last chunk padded) so it is traced once.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _compiled_forward(model):
+    try:
+        return _COMPILED[model]
+    except (KeyError, TypeError):
+        pass
+    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    try:
+        _COMPILED[model] = forward
+    except TypeError:  # an object without weak references: just do not cache
+        pass
+    return forward
+
+
+def _class_probabilities(model, images: np.ndarray, classes: np.ndarray,
+                         batch_size: int) -> np.ndarray:
+    """Softmax probability of ``classes[i]`` for ``images[i]``; padded fixed-size chunks."""
+    forward = _compiled_forward(model)
+    chunk = len(images)
+    if chunk < batch_size:
+        padding = np.zeros((batch_size - chunk,) + images.shape[1:], dtype=np.float32)
+        images = np.concatenate([images, padding])
+    logits = np.asarray(forward(tf.constant(images, dtype=tf.float32)))[:chunk]
+    return probabilities(logits)[np.arange(chunk), classes]
+
+
+# --------------------------------------------------------------------------
+# Deletion and insertion (Petsiuk et al. 2018)
+# --------------------------------------------------------------------------
+
+@dataclass
+class PerturbationCurve:
+    """A deletion or insertion curve: class probability vs fraction of pixels changed.
+
+    ``fractions`` (steps + 1,) from 0 to 1; ``scores`` (steps + 1,) for one
+    image or (N, steps + 1) for a batch; ``auc`` the area under each curve
+    (a float, or (N,)); ``class_index`` the class scored (int or (N,)).
+    """
+
+    kind: str
+    fractions: np.ndarray
+    scores: np.ndarray
+    auc: float | np.ndarray
+    class_index: int | np.ndarray
+    baseline: str = ""
+
+    def __repr__(self) -> str:
+        auc = (f"{self.auc:.3f}" if np.ndim(self.auc) == 0
+               else np.array2string(np.asarray(self.auc), precision=3))
+        return (f"PerturbationCurve(kind={self.kind!r}, steps={len(self.fractions) - 1}, "
+                f"auc={auc}, baseline={self.baseline!r})")
+
+
+def area_under_curve(fractions, scores) -> float | np.ndarray:
+    """Trapezoidal area under ``scores`` over ``fractions`` (last axis)."""
+    fractions = np.asarray(fractions, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if fractions.ndim != 1 or scores.shape[-1] != len(fractions) or len(fractions) < 2:
+        raise ValueError(f"need 1-D fractions (at least 2) and scores with the same last axis; "
+                         f"got {fractions.shape} and {scores.shape}")
+    area = np.trapezoid(scores, fractions, axis=-1)
+    return float(area) if np.ndim(area) == 0 else area
+
+
+def _baseline_image(image: np.ndarray, baseline, blur_sigma: float) -> np.ndarray:
+    """What removed pixels become (deletion) or what the image starts from (insertion)."""
+    if isinstance(baseline, str):
+        if baseline == "black":
+            return np.zeros_like(image)
+        if baseline == "gray":
+            return np.full_like(image, 127.5)
+        if baseline == "mean":
+            return np.broadcast_to(image.mean(axis=(0, 1), keepdims=True), image.shape).copy()
+        if baseline == "blur":
+            from scipy.ndimage import gaussian_filter
+
+            return gaussian_filter(image, sigma=(blur_sigma, blur_sigma, 0), mode="nearest")
+        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, a pixel value "
+                         f"0..255 or an image array; got {baseline!r}")
+    if np.isscalar(baseline) and not isinstance(baseline, (bool, np.bool_)):
+        if not 0 <= float(baseline) <= 255:
+            raise ValueError(f"a constant baseline is a pixel value in 0..255, not {baseline}")
+        return np.full_like(image, float(baseline))
+    array = np.asarray(baseline, dtype=np.float32)
+    if array.shape != image.shape:
+        raise ValueError(f"a baseline image must have the model input's shape {image.shape}; "
+                         f"got {array.shape}")
+    return array
+
+
+def _perturbation_curve(kind, model, images, heatmaps, class_index, steps, baseline,
+                        blur_sigma, batch_size, progress) -> PerturbationCurve:
+    from tqdm.auto import tqdm
+
+    batch, single = as_batch(images, model)
+    maps = _maps_for_batch(heatmaps, batch, single)
+    steps = _check_positive_int(choose(50, 12) if steps is None else steps, "steps")
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if not blur_sigma > 0:
+        raise ValueError(f"blur_sigma must be positive, not {blur_sigma}")
+    classes = resolve_classes(class_index, len(batch), model=model, batch=batch)
+    count, height, width = maps.shape
+    pixels = height * width
+    # Pixels changed after each step: 0, ..., all of them.
+    changed = np.round(np.linspace(0, pixels, steps + 1)).astype(np.int64)
+    fractions = changed / pixels
+
+    ranks, baselines = [], []
+    for image, heat in zip(batch, maps):
+        # rank 0 = most important pixel; ties keep raster order (stable sort).
+        order = np.argsort(-heat.ravel(), kind="stable")
+        rank = np.empty(pixels, dtype=np.int64)
+        rank[order] = np.arange(pixels)
+        ranks.append(rank.reshape(height, width))
+        baselines.append(_baseline_image(image, baseline, blur_sigma).astype(np.float32))
+
+    jobs = [(i, k) for i in range(count) for k in range(steps + 1)]
+    scores = np.empty((count, steps + 1), dtype=np.float64)
+    with tqdm(total=len(jobs), desc=f"{kind} curve", disable=not progress, leave=False) as bar:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            perturbed = np.empty((len(chunk),) + batch.shape[1:], dtype=np.float32)
+            for j, (i, k) in enumerate(chunk):
+                chosen = (ranks[i] < changed[k])[..., None]
+                if kind == "deletion":
+                    perturbed[j] = np.where(chosen, baselines[i], batch[i])
+                else:
+                    perturbed[j] = np.where(chosen, batch[i], baselines[i])
+            image_ids = np.array([i for i, _ in chunk])
+            probs = _class_probabilities(model, perturbed, classes[image_ids], batch_size)
+            for (i, k), p in zip(chunk, probs):
+                scores[i, k] = p
+            bar.update(len(chunk))
+
+    auc = area_under_curve(fractions, scores)
+    label = baseline if isinstance(baseline, str) else "custom"
+    if single:
+        return PerturbationCurve(kind, fractions, scores[0], float(auc[0]), int(classes[0]), label)
+    return PerturbationCurve(kind, fractions, scores, auc, classes, label)
+
+
+def deletion_curve(model, images, heatmaps, class_index=None, *, steps: int | None = None,
+                   baseline=DELETION_BASELINE, blur_sigma: float = 10.0, batch_size: int = 32,
+                   progress: bool = True) -> PerturbationCurve:
+    """Deletion curve and its area (Petsiuk, Das & Saenko 2018, *RISE*).
+
+    Pixels are removed in order of decreasing importance (the map's value),
+    ``1/steps`` of them at a time, replaced by ``baseline``, and the model's
+    probability of the class is recorded after each step:
+
+        p_k = softmax(f(x with the top k/steps of pixels deleted))[c],
+        AUC = integral of p over the fraction deleted (trapezoids, 0..1).
+
+    **Lower is better**: a faithful map points at the pixels whose removal
+    destroys the evidence first. ``heatmaps``: (H, W) for one image or
+    (N, H, W) for a batch, at the model's input size (any method's output).
+    ``baseline``: "black" (the paper's choice), "blur", "mean", "gray", a
+    pixel value or an image. ``class_index``: None = the predicted class.
+    Steps default to 50 (12 in fast mode). Probabilities are computed in
+    fixed-size batches of ``batch_size`` perturbed images.
+    """
+    return _perturbation_curve("deletion", model, images, heatmaps, class_index, steps,
+                               baseline, blur_sigma, batch_size, progress)
+
+
+def insertion_curve(model, images, heatmaps, class_index=None, *, steps: int | None = None,
+                    baseline=INSERTION_BASELINE, blur_sigma: float = 10.0, batch_size: int = 32,
+                    progress: bool = True) -> PerturbationCurve:
+    """Insertion curve and its area (Petsiuk, Das & Saenko 2018, *RISE*).
+
+    The mirror of :func:`deletion_curve`: start from ``baseline`` (a blurred
+    copy of the photo, Gaussian sigma ``blur_sigma`` pixels, as in the
+    paper) and put the original pixels back in order of decreasing
+    importance:
+
+        p_k = softmax(f(baseline with the top k/steps of pixels restored))[c].
+
+    **Higher is better**: a faithful map restores the class's evidence first.
+    Same arguments as :func:`deletion_curve`.
+    """
+    return _perturbation_curve("insertion", model, images, heatmaps, class_index, steps,
+                               baseline, blur_sigma, batch_size, progress)
+
+
+# --------------------------------------------------------------------------
+# A small table that prints as text and shows as HTML
+# --------------------------------------------------------------------------
+
+@dataclass
+class ScoreTable:
+    """Rows of scores, one per method; prints as text, shows as an HTML table.
+
+    ``columns`` names the score columns; ``rows`` holds (name, scores) pairs;
+    ``better`` says, per column, whether "higher" or "lower" is better.
+    """
+
+    columns: list[str]
+    rows: list[tuple[str, list[float]]]
+    better: dict[str, str] = field(default_factory=dict)
+    title: str = ""
+    curves: dict = field(default_factory=dict, repr=False)
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.columns:
+            raise ValueError(f"no column {name!r}; columns: {', '.join(self.columns)}")
+        index = self.columns.index(name)
+        return np.array([values[index] for _, values in self.rows])
+
+    def sorted_by(self, name: str) -> "ScoreTable":
+        """The same table, best first by column ``name``."""
+        values = self.column(name)
+        order = np.argsort(values if self.better.get(name) == "lower" else -values,
+                           kind="stable")
+        return ScoreTable(self.columns, [self.rows[i] for i in order], self.better, self.title,
+                          self.curves)
+
+    def _header(self) -> list[str]:
+        arrows = {"higher": " ↑", "lower": " ↓"}
+        return [column + arrows.get(self.better.get(column, ""), "") for column in self.columns]
+
+    def __str__(self) -> str:
+        width = max([6] + [len(name) for name, _ in self.rows])
+        header = self._header()
+        lines = [self.title] if self.title else []
+        lines.append(f"{'method':<{width}}  " + "  ".join(f"{h:>12}" for h in header))
+        for name, values in self.rows:
+            lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>12.3f}" for v in values))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        caption = f"<caption>{self.title}</caption>" if self.title else ""
+        head = "".join(f"<th>{h}</th>" for h in ["method"] + self._header())
+        body = "".join(
+            "<tr><td style='text-align:left'>" + name + "</td>"
+            + "".join(f"<td>{v:.3f}</td>" for v in values) + "</tr>"
+            for name, values in self.rows)
+        return f"<table>{caption}<tr>{head}</tr>{body}</table>"
+
+
+def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
+                 steps: int | None = None, k: float | None = None, batch_size: int = 32,
+                 progress: bool = True) -> ScoreTable:
+    """Deletion and insertion AUC (and agreement with ``human`` if given) of several maps.
+
+    ``heatmaps``: {method name: (H, W) map} for one image. Returns a
+    :class:`ScoreTable` with columns deletion (lower is better), insertion
+    (higher is better) and insertion - deletion; with a human map also
+    IoU of the top k% (see :func:`top_k_iou`), pointing game and Spearman
+    rank correlation. The curves are kept in ``table.curves[name]``.
+    """
+    if not isinstance(heatmaps, dict) or not heatmaps:
+        raise TypeError("heatmaps must be a non-empty dict {method name: map}")
+    batch, single = as_batch(image, model)
+    if not single and len(batch) != 1:
+        raise ValueError(f"compare_maps takes one image; got a batch of {len(batch)}")
+    classes = resolve_classes(class_index, 1, model=model, batch=batch)
+    columns = ["deletion", "insertion", "ins - del"]
+    better = {"deletion": "lower", "insertion": "higher", "ins - del": "higher"}
+    if human is not None:
+        columns += ["IoU", "pointing", "Spearman"]
+        better.update({"IoU": "higher", "pointing": "higher", "Spearman": "higher"})
+    rows, curves = [], {}
+    for name, heat in heatmaps.items():
+        deletion = deletion_curve(model, batch, _as_map(heat, f"map of {name!r}")[None],
+                                  classes, steps=steps, batch_size=batch_size, progress=progress)
+        insertion = insertion_curve(model, batch, _as_map(heat)[None], classes, steps=steps,
+                                    batch_size=batch_size, progress=progress)
+        values = [float(deletion.auc[0]), float(insertion.auc[0]),
+                  float(insertion.auc[0] - deletion.auc[0])]
+        if human is not None:
+            agreement = human_agreement(heat, human, k=k)
+            values += [agreement["iou"], float(agreement["pointing"]), agreement["spearman"]]
+        rows.append((name, values))
+        curves[name] = {"deletion": deletion, "insertion": insertion}
+    title = f"class {int(classes[0])} ({class_name(int(classes[0]))})" \
+        if model.outputs[0].shape[-1] == 1000 else f"class {int(classes[0])}"
+    return ScoreTable(columns, rows, better, title, curves)
+
+
+# --------------------------------------------------------------------------
+# Map similarity: Spearman rank correlation and SSIM
+# --------------------------------------------------------------------------
+
+def rank_correlation(first, second, *, absolute: bool = False) -> float:
+    """Spearman rank correlation of two maps of the same shape, pixel by pixel.
+
+    rho = Pearson correlation of the pixels' ranks (ties get their average
+    rank), in -1..1: 1 = same order of importance, 0 = unrelated. With
+    ``absolute=True`` the magnitudes |map| are compared (Adebayo et al. 2018
+    report both, since a gradient's sign may flip while its layout stays).
+    A constant map has no order: the result is NaN.
+    """
+    from scipy.stats import rankdata
+
+    first, second = _same_shape(first, second, ("first map", "second map"))
+    if absolute:
+        first, second = np.abs(first), np.abs(second)
+    if np.ptp(first) == 0 or np.ptp(second) == 0:
+        return float("nan")
+    first_ranks, second_ranks = rankdata(first.ravel()), rankdata(second.ravel())
+    return float(np.corrcoef(first_ranks, second_ranks)[0, 1])
+
+
+def _unit_range(heatmap: np.ndarray) -> np.ndarray:
+    low, high = heatmap.min(), heatmap.max()
+    return (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)
+
+
+def map_ssim(first, second, *, absolute: bool = False) -> float:
+    """Structural similarity (Wang et al. 2004) of two maps, each scaled to 0..1 first.
+
+    SSIM = l * c * s compares local means, contrasts and structure in 7x7
+    windows (``skimage.metrics.structural_similarity``, data range 1);
+    1 = identical. Scaling first makes it blind to a map's overall scale,
+    as in Adebayo et al. 2018.
+    """
+    from skimage.metrics import structural_similarity
+
+    first, second = _same_shape(first, second, ("first map", "second map"))
+    if min(first.shape) < 7:
+        raise ValueError(f"SSIM needs maps of at least 7x7 pixels; got {first.shape}")
+    if absolute:
+        first, second = np.abs(first), np.abs(second)
+    return float(structural_similarity(_unit_range(first), _unit_range(second), data_range=1.0))
+
+
+# --------------------------------------------------------------------------
+# Model-randomisation sanity check (Adebayo et al. 2018)
+# --------------------------------------------------------------------------
+
+def _block_of(layer_name: str) -> str:
+    """'block7a_project_bn' -> 'block7a', 'top_conv' -> 'top', 'conv2d_3' -> 'conv2d_3'."""
+    head, _, rest = layer_name.partition("_")
+    return head if rest and not re.fullmatch(r"\d+", rest) else layer_name
+
+
+def _weighted_layers_top_down(model) -> list:
+    layers = [layer for layer in model.layers if layer.weights]
+    nested = [layer.name for layer in layers if hasattr(layer, "layers") and layer.layers]
+    if nested:
+        raise ValueError(f"model {model.name!r} holds nested models ({', '.join(nested)}); "
+                         "the randomisation check needs a flat model (rebuild it functionally)")
+    return layers[::-1]
+
+
+def randomization_stages(model, by: str = "block") -> list[tuple[str, list[str]]]:
+    """The cascade's stages from the top (logits) down: [(stage name, [layer names])].
+
+    ``by="block"`` groups neighbouring layers that share a name prefix
+    ('block7a_expand_conv', 'block7a_bn', ... -> stage 'block7a'; 'top_conv',
+    'top_bn' -> 'top'); ``by="layer"`` makes every layer with weights a stage.
+    """
+    if by not in ("block", "layer"):
+        raise ValueError(f"by must be 'block' or 'layer', not {by!r}")
+    stages: list[tuple[str, list[str]]] = []
+    for layer in _weighted_layers_top_down(model):
+        stage = _block_of(layer.name) if by == "block" else layer.name
+        if stages and stages[-1][0] == stage:
+            stages[-1][1].append(layer.name)
+        else:
+            stages.append((stage, [layer.name]))
+    return stages
+
+
+def _select_stages(model, stages, by) -> list[tuple[str, list[str]]]:
+    available = randomization_stages(model, by)
+    if stages is None:
+        return available
+    if isinstance(stages, (int, np.integer)) and not isinstance(stages, bool):
+        if not 1 <= stages <= len(available):
+            raise ValueError(f"stages={stages}: the model has {len(available)} stages "
+                             f"(by={by!r}); give 1..{len(available)}")
+        return available[:int(stages)]
+    if isinstance(stages, str) or not isinstance(stages, (list, tuple)):
+        raise TypeError("stages must be None (all), a count from the top, or a list of stage "
+                        "or layer names")
+    by_name = dict(available)
+    weighted = {layer.name for layer in _weighted_layers_top_down(model)}
+    chosen = []
+    for name in stages:
+        if name in by_name:
+            chosen.append((name, list(by_name[name])))
+        elif name in weighted:
+            chosen.append((name, [name]))
+        else:
+            names = [stage for stage, _ in available]
+            raise ValueError(f"{name!r} is neither a stage nor a layer with weights of "
+                             f"{model.name!r}; stages from the top: {', '.join(names[:8])}, ...")
+    return chosen
+
+
+@dataclass
+class SanityCheck:
+    """The result of :func:`cascading_randomization`.
+
+    ``stages``: names, top first; ``layers``: the layers each stage
+    re-initialises (cumulative: stage i also keeps stages 0..i-1 random);
+    ``maps``: (S + 1, H, W) for one image (index 0 = the trained model) or
+    (N, S + 1, H, W); ``spearman`` and ``ssim``: (S,) or (N, S), each
+    stage's map against the original.
+    """
+
+    stages: list[str]
+    layers: list[list[str]]
+    maps: np.ndarray
+    spearman: np.ndarray
+    ssim: np.ndarray
+    class_index: int | np.ndarray
+    absolute: bool = False
+
+    def __repr__(self) -> str:
+        return (f"SanityCheck(stages={len(self.stages)}: {', '.join(self.stages[:4])}"
+                f"{', ...' if len(self.stages) > 4 else ''}; spearman="
+                f"{np.array2string(np.asarray(self.spearman), precision=2)})")
+
+
+def _explain_batch(explain, model, batch, classes) -> np.ndarray:
+    class_arg = int(classes[0]) if len(classes) == 1 else [int(c) for c in classes]
+    maps = np.asarray(explain(model, batch, class_arg), dtype=np.float64)
+    if maps.ndim == 2 and len(batch) == 1:
+        maps = maps[None]
+    expected = (len(batch),) + batch.shape[1:3]
+    if maps.shape != expected:
+        name = getattr(explain, "__name__", type(explain).__name__)
+        raise ValueError(f"the explanation function {name} returned shape {maps.shape}; "
+                         f"expected {expected[1:]} or {expected} (one map per image at the "
+                         "model's input size)")
+    return maps
+
+
+def _fresh_weights(model, seed: int) -> dict[str, list[np.ndarray]]:
+    """Each layer's weights as its own initialisers draw them, seeded, RNG states restored."""
+    import keras
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    # Derived from ``seed`` so that an untrained model built after
+    # ``set_random_seed(seed)`` does not get its own weights back.
+    derived = int(np.random.SeedSequence([int(seed), 2018]).generate_state(1)[0])
+    try:
+        keras.utils.set_random_seed(derived)
+        fresh = keras.models.clone_model(model)
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+    return {layer.name: layer.get_weights() for layer in fresh.layers if layer.weights}
+
+
+def cascading_randomization(model, explain, images, class_index=None, *, stages=None,
+                            by: str = "block", seed: int = 0, absolute: bool = False,
+                            progress: bool = True) -> SanityCheck:
+    """The model-randomisation sanity check (Adebayo et al. 2018, *Sanity Checks for
+    Saliency Maps*), cascading from the top.
+
+    ``explain(model, images, class_index)`` is any explanation function (use
+    ``functools.partial`` or a lambda to set its knobs). It is called first
+    on a copy of the trained model, then after re-initialising each stage
+    in turn, from the logits down, the earlier stages staying random:
+
+        stage s: weights of stages 1..s re-drawn from their initialisers,
+        rho_s = Spearman(map_0, map_s),  SSIM_s = SSIM(map_0, map_s).
+
+    A method whose maps stay similar (rho near 1) while the model becomes
+    noise fails the check: its map shows the image, not what the model
+    learned. The class scored is fixed to ``class_index`` of the *trained*
+    model (None = its prediction), as in the paper.
+
+    The user's model is never touched: the check works on
+    ``keras.models.clone_model(model)`` with the trained weights copied in.
+    Random weights come from each layer's own initialiser (what a freshly
+    built model gets; batch normalisation becomes the identity), seeded by
+    ``seed`` (this re-seeds TensorFlow's global generator).
+    ``stages``: None (all), a number of stages from the top, or a list of
+    stage or layer names; see :func:`randomization_stages` (``by``).
+    """
+    import keras
+    from tqdm.auto import tqdm
+
+    if not callable(explain):
+        raise TypeError("explain must be a function explain(model, images, class_index), "
+                        f"not {type(explain).__name__}")
+    chosen = _select_stages(model, stages, by)
+    batch, single = as_batch(images, model)
+    classes = resolve_classes(class_index, len(batch), model=model, batch=batch)
+    fresh = _fresh_weights(model, seed)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+
+    maps = [_explain_batch(explain, copy, batch, classes)]
+    for _, layer_names in tqdm(chosen, desc="randomising", disable=not progress, leave=False):
+        for name in layer_names:
+            copy.get_layer(name).set_weights(fresh[name])
+        maps.append(_explain_batch(explain, copy, batch, classes))
+    maps = np.stack(maps, axis=1)  # (N, S + 1, H, W)
+
+    spearman = np.array([[rank_correlation(m[0], m[s], absolute=absolute)
+                          for s in range(1, len(m))] for m in maps])
+    ssim = np.array([[map_ssim(m[0], m[s], absolute=absolute) for s in range(1, len(m))]
+                     for m in maps])
+    names = [name for name, _ in chosen]
+    layer_lists = [list(layers) for _, layers in chosen]
+    if single:
+        return SanityCheck(names, layer_lists, maps[0].astype(np.float32), spearman[0], ssim[0],
+                           int(classes[0]), absolute)
+    return SanityCheck(names, layer_lists, maps.astype(np.float32), spearman, ssim, classes,
+                       absolute)
+
+
+# --------------------------------------------------------------------------
+# Agreement with human attention
+# --------------------------------------------------------------------------
+
+def _check_percent(k) -> float:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)):
+        raise TypeError(f"k is a percentage in (0, 100], not {type(k).__name__}")
+    if not 0 < float(k) <= 100:
+        raise ValueError(f"k is a percentage of the pixels and must lie in (0, 100]; got {k}")
+    return float(k)
+
+
+def top_k_mask(heatmap, k: float) -> np.ndarray:
+    """A boolean mask of the map's ``k`` % highest pixels (exactly round(k% of H*W), at least 1).
+
+    Ties are broken in raster order, so the count is exact.
+    """
+    heatmap = _as_map(heatmap)
+    count = max(1, int(round(_check_percent(k) / 100 * heatmap.size)))
+    order = np.argsort(-heatmap.ravel(), kind="stable")[:count]
+    mask = np.zeros(heatmap.size, dtype=bool)
+    mask[order] = True
+    return mask.reshape(heatmap.shape)
+
+
+def _human_mask(human, threshold: float) -> np.ndarray:
+    human = np.asarray(human)
+    if human.dtype == np.bool_:
+        mask = _as_map(human, "human map") > 0
+    else:
+        if not 0 < threshold <= 1:
+            raise ValueError(f"human_threshold must lie in (0, 1], not {threshold}")
+        mask = _as_map(human, "human map") >= threshold
+    if not mask.any():
+        raise ValueError("the human mask is empty (no pixel reaches human_threshold); "
+                         "lower the threshold or check the annotations")
+    return mask
+
+
+def top_k_iou(heatmap, human, k: float | None = None, *, human_threshold: float = 0.5) -> float:
+    """Intersection over union of the map's top ``k`` % pixels and a human mask.
+
+    IoU = |T_k & M| / |T_k | M|, where M is ``human`` (boolean) or the pixels
+    where a human attention map (fraction of annotators, 0..1) reaches
+    ``human_threshold``. ``k=None`` takes as many pixels as the mask has, so
+    a perfect map scores 1; with a fixed k the best possible IoU is
+    min(k, m) / max(k, m) for a mask covering m % of the image.
+    """
+    heatmap, human_map = _same_shape(heatmap, np.asarray(human, dtype=np.float64))
+    mask = _human_mask(human, human_threshold)
+    k = 100.0 * mask.mean() if k is None else k
+    top = top_k_mask(heatmap, k)
+    return float(np.logical_and(top, mask).sum() / np.logical_or(top, mask).sum())
+
+
+def pointing_game(heatmap, human, *, tolerance: float = 15, human_threshold: float = 0.5) -> bool:
+    """The pointing game (Zhang et al. 2018, *Top-down Neural Attention by Excitation Backprop*).
+
+    A hit if the map's maximum (the first in raster order when tied) falls
+    inside the human mask or within ``tolerance`` pixels of it (the paper
+    uses 15 px). The score over a set of images is the fraction of hits.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    heatmap, _ = _same_shape(heatmap, np.asarray(human, dtype=np.float64))
+    if tolerance < 0:
+        raise ValueError(f"tolerance is a distance in pixels, >= 0; got {tolerance}")
+    mask = _human_mask(human, human_threshold)
+    row, col = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    distance = distance_transform_edt(~mask)[row, col]  # 0 inside the mask
+    return bool(distance <= tolerance)
+
+
+def human_agreement(heatmap, human, *, k: float | None = None, tolerance: float = 15,
+                    human_threshold: float = 0.5) -> dict:
+    """IoU of the top k %, pointing game and Spearman correlation of a map with a human map.
+
+    Returns {"iou": float, "pointing": bool, "spearman": float}.
+    """
+    return {
+        "iou": top_k_iou(heatmap, human, k, human_threshold=human_threshold),
+        "pointing": pointing_game(heatmap, human, tolerance=tolerance,
+                                  human_threshold=human_threshold),
+        "spearman": rank_correlation(heatmap, np.asarray(human, dtype=np.float64)),
+    }
+
+
+# --------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------
+
+def show_curves(curves: dict, *, ax=None, title: str | None = None):
+    """Plot deletion or insertion curves {method: PerturbationCurve} with their AUC.
+
+    Batched curves are averaged over images. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(curves, dict) or not curves:
+        raise TypeError("curves must be a non-empty dict {method name: PerturbationCurve}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    kinds = set()
+    for name, curve in curves.items():
+        if not isinstance(curve, PerturbationCurve):
+            raise TypeError(f"curves[{name!r}] is a {type(curve).__name__}, not a "
+                            "PerturbationCurve")
+        scores = np.atleast_2d(curve.scores).mean(axis=0)
+        ax.plot(curve.fractions, scores, label=f"{name} (AUC {np.mean(curve.auc):.3f})")
+        kinds.add(curve.kind)
+    kind = kinds.pop() if len(kinds) == 1 else "perturbation"
+    ax.set_xlabel("fraction of pixels " + ("deleted" if kind == "deletion" else "inserted"))
+    ax.set_ylabel("class probability")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(title or f"{kind} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)")
+    return ax
+
+
+def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9):
+    """The sanity check's cascade: each method's map as the model is randomised, top down.
+
+    ``checks``: a :class:`SanityCheck` (one image) or {method: SanityCheck}.
+    One row of maps per method (columns: the trained model, then cumulative
+    stages, thinned to ``max_columns``), and a last panel with the Spearman
+    rank correlation against the original map per stage. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plot import show
+
+    if isinstance(checks, SanityCheck):
+        checks = {"map": checks}
+    if not isinstance(checks, dict) or not checks:
+        raise TypeError("checks must be a SanityCheck or a non-empty dict {method: SanityCheck}")
+    for name, check in checks.items():
+        if not isinstance(check, SanityCheck) or check.maps.ndim != 3:
+            raise TypeError(f"checks[{name!r}] must be the SanityCheck of one image")
+    first = next(iter(checks.values()))
+    stage_count = len(first.stages)
+    columns = np.unique(np.round(np.linspace(0, stage_count, min(max_columns, stage_count + 1)))
+                        .astype(int))
+    rows = len(checks)
+    fig = plt.figure(figsize=(size * (len(columns) + 2.6), size * rows + 0.4),
+                     layout="constrained")
+    grid = fig.add_gridspec(rows, len(columns) + 2)
+    for r, (name, check) in enumerate(checks.items()):
+        for c, column in enumerate(columns):
+            ax = fig.add_subplot(grid[r, c])
+            heat = np.abs(check.maps[column]) if check.absolute else check.maps[column]
+            show(image, heat, ax=ax, colorbar=False, alpha=0.6 if image is not None else 1.0)
+            label = "trained" if column == 0 else f"…{check.stages[column - 1]}"
+            ax.set_title(label if r == 0 else "", fontsize="small")
+            if c == 0:
+                ax.text(-0.08, 0.5, name, transform=ax.transAxes, rotation=90,
+                        ha="right", va="center")
+    curve_ax = fig.add_subplot(grid[:, len(columns):])
+    for name, check in checks.items():
+        curve_ax.plot(np.arange(1, len(check.stages) + 1), check.spearman, marker="o",
+                      markersize=3, label=name)
+    ticks = np.arange(1, stage_count + 1)
+    step = max(1, stage_count // 8)
+    curve_ax.set_xticks(ticks[::step], [first.stages[i - 1] for i in ticks[::step]],
+                        rotation=60, fontsize="small")
+    curve_ax.axhline(0, color="grey", lw=0.8)
+    curve_ax.set_ylim(-0.3, 1.05)
+    curve_ax.set_xlabel("randomised down to")
+    curve_ax.set_ylabel("Spearman ρ with the trained model's map")
+    curve_ax.grid(alpha=0.3)
+    curve_ax.legend(fontsize="small")
+    fig.suptitle("Cascading model randomisation (Adebayo et al. 2018)")
+    return fig
