@@ -15,7 +15,9 @@ from .images import *  # noqa: F401,F403
 from .labels import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
 from .saliency import *  # noqa: F401,F403
+from .adversarial import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
+from .noise import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
