@@ -14,6 +14,7 @@ from .models import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
 from .labels import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
+from .occlusion import *  # noqa: F401,F403
 from .saliency import *  # noqa: F401,F403
 from .adversarial import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
