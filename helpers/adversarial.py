@@ -331,9 +331,10 @@ def iterative_fgsm(model, images, class_index=None, *, epsilon: float = 4.0, tar
 # ---------------------------------------------------------------------------
 
 def _table_text(title, row_names, epsilons, rates):
-    header = f"{'':<28}" + "".join(f"{f'eps={e:g}':>9}" for e in epsilons)
+    width = max(len(name) for name in row_names) + 2
+    header = f"{'':<{width}}" + "".join(f"{f'eps={e:g}':>9}" for e in epsilons)
     lines = ([title] if title else []) + [header]
-    lines += [f"{name:<28}" + "".join(f"{r:>9.3f}" for r in row)
+    lines += [f"{name:<{width}}" + "".join(f"{r:>9.3f}" for r in row)
               for name, row in zip(row_names, rates)]
     return "\n".join(lines)
 
@@ -487,23 +488,29 @@ def resize_batch(batch, size) -> np.ndarray:
 class TransferTable:
     """Untargeted success rates of adversarial images crafted on ``source``.
 
-    ``rows``: model names (the source = white-box; others = transfer;
-    "... via S px" rows = the source model shown its own adversarial image
-    after a resize to S and back, the damage resizing alone does).
-    ``rates``: (rows, epsilons) fraction of images whose top-1 changed.
+    ``rows``: what was measured. "(white-box)": the source model on its own
+    adversarial images; "(transfer)": another model on them; "via S px and
+    back": the source model on its adversarial images resized to S and back
+    (the damage resizing alone does); "(random sign noise)": a model on
+    ``clip(x + epsilon * random signs)``, the chance level of "top-1 changed".
+    ``success``: (rows, images, epsilons) bool, the top-1 changed from the
+    same view of the clean image; ``rates``: (rows, epsilons), its mean.
     """
 
     source: str
     method: str
     epsilons: np.ndarray
     rows: list
-    rates: np.ndarray
-    n_images: int
+    success: np.ndarray
+
+    @property
+    def rates(self) -> np.ndarray:
+        return self.success.mean(axis=1)
 
     @property
     def title(self) -> str:
-        return (f"{self.method} crafted on {self.source}: share of {self.n_images} images "
-                "whose top-1 changed; epsilon in levels of 0..255")
+        return (f"{self.method} crafted on {self.source}: share of {self.success.shape[1]} "
+                "images whose top-1 changed; epsilon in levels of 0..255")
 
     def as_dict(self) -> dict:
         return {row: dict(zip(self.epsilons.tolist(), rates.tolist()))
@@ -536,9 +543,16 @@ def _named_models(target_models):
     return items
 
 
+def _random_signs(shape, seed, image_index):
+    """A fixed +-1 pattern per image, independent of how images are chunked."""
+    rng = np.random.default_rng([seed, image_index])
+    return (rng.integers(0, 2, shape) * 2 - 1).astype(np.float32)
+
+
 def transfer_rates(source_model, target_models, images, class_index=None, *,
                    epsilons=DEFAULT_EPSILONS, method: str = "fgsm", steps: int | None = None,
-                   step_size: float = 1.0, resize_control: bool = True, fit: str = "crop",
+                   step_size: float = 1.0, resize_control: bool = True,
+                   noise_control: bool = True, seed: int = 0, fit: str = "crop",
                    batch_size: int = 16, progress: bool = True) -> TransferTable:
     """Craft untargeted attacks on ``source_model``, test them on ``target_models``.
 
@@ -548,9 +562,13 @@ def transfer_rates(source_model, target_models, images, class_index=None, *,
     bilinearly (:func:`resize_batch`) to its size, so the only difference
     between them is the (resized) perturbation; success = the target's
     top-1 on the adversarial image differs from its top-1 on the clean one.
-    Resizing blurs the perturbation and weakens transfer by itself:
-    ``resize_control`` adds a row per target size where the *source* model
-    sees its own adversarial image resized to that size and back.
+
+    Two controls keep the table honest. Resizing blurs the perturbation and
+    weakens transfer by itself: ``resize_control`` adds a row per target
+    size where the *source* model sees its own adversarial image resized to
+    that size and back. A doubtful top-1 flips under any small change:
+    ``noise_control`` adds a row per model for random +-epsilon sign noise
+    (the same max-norm; pattern fixed by ``seed`` and the image's position).
     """
     _check_model(source_model)
     _check_method(method)
@@ -560,50 +578,52 @@ def transfer_rates(source_model, target_models, images, class_index=None, *,
     source_size = input_size(source_model)
     batch, _ = as_batch(images, source_model, fit=fit)
     source_name = source_model.name
-    rows = [f"{source_name} (white-box)"] + [f"{name} (transfer)" for name, _ in targets]
-    round_trips = []
+
+    def resized_to(size):
+        return lambda images: resize_batch(images, size)
+
+    def round_trip(size):
+        return lambda images: resize_batch(resize_batch(images, size), source_size)
+
+    # A view = (row name, model, what the model is shown of a source-size batch, perturbation).
+    views = [(f"{source_name} (white-box)", source_model, resized_to(source_size), "attack")]
+    views += [(f"{name} (transfer)", model, resized_to(input_size(model)), "attack")
+              for name, model in targets]
     if resize_control:
+        sizes = []
         for _, model in targets:
-            size = input_size(model)
-            if size != source_size and size not in round_trips:
-                round_trips.append(size)
-        rows += [f"{source_name} via {s[0]} px and back" for s in round_trips]
-    fooled = np.zeros((len(rows), len(epsilon_values)), dtype=np.int64)
+            if input_size(model) != source_size and input_size(model) not in sizes:
+                sizes.append(input_size(model))
+        views += [(f"{source_name} via {size[0]} px and back", source_model, round_trip(size),
+                   "attack") for size in sizes]
+    if noise_control:
+        views += [(f"{name} (random sign noise)", model, resized_to(input_size(model)), "noise")
+                  for name, model in [(source_name, source_model)] + targets]
+    success = np.zeros((len(views), len(batch), len(epsilon_values)), dtype=bool)
     classes = _num_classes(source_model)
+    labels_all = (None if class_index is None else
+                  resolve_classes(class_index, len(batch), num_classes=classes))
     chunks = range(0, len(batch), batch_size)
     with _progress(len(chunks) * len(epsilon_values), progress, "transfer") as bar:
         for start in chunks:
-            clean = batch[start:start + batch_size]
-            source_clean = np.argmax(_logits(source_model, clean, batch_size), axis=-1)
-            labels = (source_clean.astype(np.int64) if class_index is None else
-                      resolve_classes(class_index, len(batch), num_classes=classes)
-                      [start:start + batch_size])
-            clean_targets = [np.argmax(_logits(m, resize_batch(clean, input_size(m)),
-                                               batch_size), axis=-1) for _, m in targets]
-            clean_round_trips = {
-                size: np.argmax(_logits(source_model, resize_batch(
-                    resize_batch(clean, size), source_size), batch_size), axis=-1)
-                for size in round_trips}
+            part = slice(start, start + batch_size)
+            clean = batch[part]
+            baselines = [np.argmax(_logits(model, show(clean), batch_size), axis=-1)
+                         for _, model, show, _ in views]
+            labels = baselines[0].astype(np.int64) if labels_all is None else labels_all[part]
+            signs = np.stack([_random_signs(clean.shape[1:], seed, start + i)
+                              for i in range(len(clean))]) if noise_control else None
             for column, epsilon in enumerate(epsilon_values):
                 epsilons_here = np.full(len(clean), epsilon, dtype=np.float32)
                 step_counts, step_sizes = _method_schedule(method, epsilons_here, steps,
                                                            step_size)
-                adversarial = _attack_chunk(source_model, clean, labels, epsilons_here,
-                                            targeted=False, steps=step_counts,
-                                            step_size=step_sizes)
-                predictions = [np.argmax(_logits(source_model, adversarial, batch_size), -1)]
-                baselines = [source_clean]
-                for (_, model), clean_target in zip(targets, clean_targets):
-                    predictions.append(np.argmax(_logits(
-                        model, resize_batch(adversarial, input_size(model)), batch_size), -1))
-                    baselines.append(clean_target)
-                for size in round_trips:
-                    there_and_back = resize_batch(resize_batch(adversarial, size), source_size)
-                    predictions.append(np.argmax(_logits(source_model, there_and_back,
-                                                         batch_size), -1))
-                    baselines.append(clean_round_trips[size])
-                for row, (predicted, baseline) in enumerate(zip(predictions, baselines)):
-                    fooled[row, column] += int(np.sum(predicted != baseline))
+                perturbed = {"attack": _attack_chunk(
+                    source_model, clean, labels, epsilons_here, targeted=False,
+                    steps=step_counts, step_size=step_sizes)}
+                if noise_control:
+                    perturbed["noise"] = np.clip(clean + epsilon * signs, 0.0, 255.0)
+                for row, ((_, model, show, kind), baseline) in enumerate(zip(views, baselines)):
+                    predicted = np.argmax(_logits(model, show(perturbed[kind]), batch_size), -1)
+                    success[row, part, column] = predicted != baseline
                 bar.update()
-    return TransferTable(source_name, method, epsilon_values, rows, fooled / len(batch),
-                         len(batch))
+    return TransferTable(source_name, method, epsilon_values, [v[0] for v in views], success)

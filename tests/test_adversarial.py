@@ -203,7 +203,7 @@ def test_targeted_success_rates(tiny_cnn):
 def test_transfer_to_itself_equals_white_box(tiny_cnn):
     images = np.random.default_rng(12).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     table = h.transfer_rates(tiny_cnn, {"copy": tiny_cnn}, images, epsilons=(1, 8),
-                             progress=False)
+                             noise_control=False, progress=False)
     assert table.rows == ["tiny_cnn (white-box)", "copy (transfer)"]  # same size: no round trip
     np.testing.assert_array_equal(table.rates[0], table.rates[1])
     white_box = h.success_rates(tiny_cnn, images, epsilons=(1, 8), progress=False)
@@ -215,23 +215,36 @@ def test_transfer_to_another_size_matches_manual_resizing(tiny_cnn):
     inputs = keras.Input((40, 40, 3))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     x = keras.layers.Conv2D(8, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Flatten()(keras.layers.MaxPooling2D(4)(x))
     other = keras.Model(inputs, keras.layers.Dense(10)(x), name="other")
     images = np.random.default_rng(13).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
-    table = h.transfer_rates(tiny_cnn, [other], images, epsilons=(2, 16), batch_size=2,
+    table = h.transfer_rates(tiny_cnn, [other], images, epsilons=(8, 128), batch_size=2,
                              progress=False)
     assert table.rows == ["tiny_cnn (white-box)", "other (transfer)",
-                          "tiny_cnn via 40 px and back"]
+                          "tiny_cnn via 40 px and back", "tiny_cnn (random sign noise)",
+                          "other (random sign noise)"]
+    assert table.success.shape == (5, 5, 2)
+    clean_tiny = h.predict_classes(tiny_cnn, images)
     clean_other = h.predict_classes(other, h.resize_batch(images, 40))
     clean_round_trip = h.predict_classes(tiny_cnn, h.resize_batch(h.resize_batch(images, 40), 32))
-    for column, epsilon in enumerate((2, 16)):
+    signs = np.stack([np.sign(np.random.default_rng([0, i]).integers(0, 2, (32, 32, 3)) - 0.5)
+                      for i in range(5)])
+    for column, epsilon in enumerate((8, 128)):
         adversarial = h.fgsm(tiny_cnn, images, epsilon=epsilon, progress=False)
         transfer = h.predict_classes(other, h.resize_batch(adversarial, 40)) != clean_other
         round_trip = h.predict_classes(
             tiny_cnn, h.resize_batch(h.resize_batch(adversarial, 40), 32)) != clean_round_trip
-        assert table.rates[1, column] == pytest.approx(transfer.mean())
-        assert table.rates[2, column] == pytest.approx(round_trip.mean())
+        noisy = np.clip(images + epsilon * signs, 0, 255).astype(np.float32)
+        noise_tiny = h.predict_classes(tiny_cnn, noisy) != clean_tiny
+        noise_other = h.predict_classes(other, h.resize_batch(noisy, 40)) != clean_other
+        np.testing.assert_array_equal(table.success[1, :, column], transfer)
+        np.testing.assert_array_equal(table.success[2, :, column], round_trip)
+        np.testing.assert_array_equal(table.success[3, :, column], noise_tiny)
+        np.testing.assert_array_equal(table.success[4, :, column], noise_other)
+    np.testing.assert_allclose(table.rates, table.success.mean(axis=1))
+    assert table.success[:, :, 1].any(axis=1).all()  # every row has something to compare
     assert set(table.as_dict()) == set(table.rows)
+    assert "via 40 px and back" in str(table) and "<table>" in table._repr_html_()
 
 
 def test_resize_batch():
