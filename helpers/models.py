@@ -314,7 +314,10 @@ def _load_cached(name: str, fingerprint: dict) -> keras.Model | None:
         if meta.get("model_sha256") != _sha256(model_path):
             return None
         with quiet_stderr():
-            model = keras.models.load_model(model_path, compile=False)
+            loaded = keras.models.load_model(model_path, compile=False)
+        # A reloaded model expects a one-element list as input; re-wrap it so it
+        # takes a plain tensor like the freshly built one (and warns about nothing).
+        model = keras.Model(loaded.inputs[0], loaded.outputs[0], name=loaded.name)
     except Exception:  # any unreadable cache is rebuilt, never trusted
         return None
     return model
@@ -481,11 +484,18 @@ def spatial_layers(model: keras.Model) -> list:
 
 
 def last_spatial_layer(model: keras.Model):
-    """The last layer with a spatial map: the usual Grad-CAM target."""
+    """The last layer with a spatial map: the usual Grad-CAM target.
+
+    Trailing pooling layers are skipped: VGG16's "block5_pool" only
+    subsamples "block5_conv3", the last convolutional layer that Selvaraju
+    et al. (2017) explain.
+    """
     layers = spatial_layers(model)
     if not layers:
         raise ValueError(f"model {model.name!r} has no layer with a spatial (H, W, C) output")
-    return layers[-1]
+    pooling = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+    return next((layer for layer in reversed(layers) if not isinstance(layer, pooling)),
+                layers[-1])
 
 
 def feature_model(model: keras.Model, layers, *, include_output: bool = True) -> keras.Model:
