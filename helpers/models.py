@@ -513,8 +513,13 @@ def feature_model(model: keras.Model, layers, *, include_output: bool = True) ->
         outputs = [layer.output for _, layer in located]
         if include_output:
             outputs.append(model.outputs[0])
-        return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+        return keras.Model(_single_or_list(model.inputs), outputs, name=f"{model.name}_features")
     return _nested_feature_model(model, located, include_output)
+
+
+def _single_or_list(inputs):
+    """One input tensor as itself (Keras warns when a list-input model gets a tensor)."""
+    return inputs[0] if len(inputs) == 1 else list(inputs)
 
 
 def _nested_feature_model(model, located, include_output):
@@ -553,4 +558,4 @@ def _nested_feature_model(model, located, include_output):
     outputs = [captured[i] for i in range(len(located))]
     if include_output:
         outputs.append(output)
-    return keras.Model(inputs, outputs, name=f"{model.name}_features")
+    return keras.Model(_single_or_list(inputs), outputs, name=f"{model.name}_features")
