@@ -16,6 +16,7 @@ from .labels import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
 from .occlusion import *  # noqa: F401,F403
 from .saliency import *  # noqa: F401,F403
+from .cam import *  # noqa: F401,F403
 from .adversarial import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403

@@ -1,0 +1,478 @@
+"""Class activation maps: Grad-CAM, Grad-CAM++, Score-CAM and guided Grad-CAM.
+
+A convolutional layer keeps *where* things are: its output A is a stack of K
+feature maps A^k of h x w cells. A class activation map weighs those maps by
+how much each one matters for class c and adds them up:
+
+    L^c = ReLU( sum_k  alpha_k^c A^k )       (h x w, then upsampled to the image)
+
+The methods differ only in the channel weights alpha_k^c:
+
+* **Grad-CAM** (Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra 2017,
+  *Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+  Localization*): the mean gradient of the class logit y^c over the map,
+  alpha_k^c = 1/(h w) sum_ij dy^c / dA^k_ij.
+* **Grad-CAM++** (Chattopadhay, Sarkar, Howlader & Balasubramanian 2018,
+  *Grad-CAM++: Improved Visual Explanations for Deep Convolutional
+  Networks*): a per-cell weighted mean of the positive gradients of
+  exp(y^c), alpha_k^c = sum_ij a^kc_ij ReLU(d exp(y^c) / dA^k_ij) with
+  a^kc_ij = g^2 / (2 g^2 + g^3 sum_ab A^k_ab) (g the gradient of y^c), so
+  several instances of a class all count. Its maps scale with exp(y^c).
+* **Score-CAM** (Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu 2020,
+  *Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural
+  Networks*): no gradients. Each map A^k, upsampled and scaled to 0..1,
+  masks the image; alpha_k^c is the softmax probability of class c for the
+  masked image, alpha_k^c = softmax(f(X * norm(up(A^k))))_c.
+  **Faster Score-CAM** (tabayashi0117's variant, ``max_N`` in tf-keras-vis)
+  keeps only the ``max_channels`` maps with the largest spatial standard
+  deviation.
+* **Guided Grad-CAM** (Selvaraju et al. 2017): guided backpropagation
+  (:func:`helpers.saliency`, ``method="guided"``) times the upsampled
+  Grad-CAM, sharp edges inside the class-discriminative region.
+
+What comes from a library and what is written here:
+
+* Grad-CAM and Grad-CAM++ are computed by tf-keras-vis ``Gradcam`` and
+  ``GradcamPlusPlus`` with ``normalize_cam=False`` and ``expand_cam=False``:
+  the maps stay raw (tf-keras-vis by default rescales every map to 0..1 with
+  ``(L - min) / (max - min)``; here ``normalise=True`` asks for that) and are
+  upsampled here (below).
+* Score-CAM is written here. tf-keras-vis' ``Scorecam`` builds all K masked
+  copies of the image at once (with EfficientNet-Lite0's 1280 channels on
+  "top_activation" that measured 3.8 GB above the model, see
+  benchmarks/scorecam_benchmark.py); here the same arithmetic (its masks:
+  scipy linear zoom, min-max to 0..1; its weights: softmax score; its top-N
+  rule) runs ``batch_size`` masks at a time through a compiled function, so
+  memory is bounded whatever K is. The tests check it equals tf-keras-vis.
+* :func:`gradcam_parts` computes Grad-CAM by hand with ``tf.GradientTape``
+  and returns every intermediate, for the lesson and as an independent check
+  of tf-keras-vis.
+* Upsampling (:func:`upsample_map`) is bilinear with cell centres aligned
+  (``tf.image.resize``): cell (i, j) of a 7 x 7 map lands at the centre of
+  the 32 x 32 patch it summarises. tf-keras-vis' ``scipy.ndimage.zoom``
+  aligns the corner cells with the image corners instead, which stretches
+  the map outwards by up to half a cell.
+
+Models whose last layer applies a softmax are explained through a copy with
+that activation replaced by the identity (tf-keras-vis ``ReplaceToLinear``),
+so every method scores the logit y^c, as the papers do.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .environment import tf
+import keras
+
+from .images import as_batch
+from .labels import resolve_classes
+from .models import feature_model, find_layer, input_size, last_spatial_layer, spatial_layers
+from .plot import normalise_map
+
+__all__ = [
+    "CAM_METHODS",
+    "FASTER_SCORECAM_CHANNELS",
+    "gradcam",
+    "guided_gradcam",
+    "gradcam_parts",
+    "GradcamParts",
+    "upsample_map",
+    "cam_layer",
+]
+
+CAM_METHODS = ("gradcam", "gradcam++", "scorecam", "faster-scorecam")
+FASTER_SCORECAM_CHANNELS = 32
+_SCORECAM_METHODS = ("scorecam", "faster-scorecam")
+_MASK_EPSILON = 1e-7  # keras.backend.epsilon(), as tf-keras-vis scales its masks
+_CACHE_SIZE = 8
+
+
+# --------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras model, not {type(model).__name__}")
+    shape = model.outputs[0].shape
+    if len(model.outputs) != 1 or len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"model {model.name!r} must have one output of shape (batch, classes) (the logits); "
+            f"its outputs have shapes {[tuple(o.shape) for o in model.outputs]}")
+    return int(shape[-1])
+
+
+def _check_method(method):
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of "
+                         f"{', '.join(map(repr, CAM_METHODS))}")
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def cam_layer(model, layer=None) -> str:
+    """The name of the layer a CAM method explains; checks that it has a spatial map.
+
+    ``layer=None`` picks :func:`helpers.last_spatial_layer` (EfficientNet-Lite:
+    "top_activation"; VGG16 "block5_conv3"; ResNet50 "conv5_block3_out";
+    InceptionV3 "mixed10"; Xception "block14_sepconv2_act"; MobileNetV2
+    "out_relu"). A name is looked up inside nested models too; an unknown
+    name or a layer without a (batch, H, W, channels) output raises a
+    ValueError that lists candidates.
+    """
+    if layer is None:
+        return last_spatial_layer(model).name
+    found = find_layer(model, layer)
+    spatial = spatial_layers(model)
+    if any(candidate is found for candidate in spatial):
+        return found.name
+    try:
+        shape = tuple(found.output.shape)
+    except (AttributeError, ValueError):
+        shape = "unknown"
+    names = [candidate.name for candidate in spatial]
+    raise ValueError(
+        f"layer {found.name!r} has output shape {shape}, not a spatial feature map "
+        f"(batch, H, W, channels) with H, W > 1, which class activation maps need. "
+        f"Layers of {model.name!r} with spatial maps include: {', '.join(names[-6:])}")
+
+
+# --------------------------------------------------------------------------
+# Per-model, per-layer engines, cached so that a class change is cheap
+# --------------------------------------------------------------------------
+
+def _has_softmax_output(model) -> bool:
+    return getattr(model.layers[-1], "activation", None) is keras.activations.softmax
+
+
+def _linear_copy(model):
+    """A copy of ``model`` whose output activation is the identity (tf-keras-vis ReplaceToLinear)."""
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    ReplaceToLinear()(copy)
+    return copy
+
+
+class _CamEngine:
+    """Everything built once per (model, layer): the feature model, the tf-keras-vis
+    explainers and a compiled logits function for Score-CAM's masked images."""
+
+    def __init__(self, model, layer_name):
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+
+        source = _linear_copy(model) if _has_softmax_output(model) else model
+        self.layer_name = layer_name
+        self.model_ref = weakref.ref(model)
+        # [A, logits] from the input; works for layers inside nested models too.
+        self.features = feature_model(source, layer_name)
+        activations, logits = self.features.outputs
+        # tf-keras-vis reads the explained layer's ``output`` from a layer of the
+        # graph; an identity on A gives it one even when A lives in a nested model.
+        self.target_layer = keras.layers.Identity(name=f"{layer_name}_cam_target")
+        self.target_layer(activations)
+        self.logits_model = keras.Model(self.features.inputs, logits)
+        self.explainers = {"gradcam": Gradcam(self.logits_model, clone=False),
+                           "gradcam++": GradcamPlusPlus(self.logits_model, clone=False)}
+        self.channels = int(activations.shape[-1])
+        self.map_size = (int(activations.shape[1]), int(activations.shape[2]))
+        shape = tuple(self.features.inputs[0].shape[1:])
+        self.logits = tf.function(lambda x: self.logits_model(x, training=False),
+                                  input_signature=[tf.TensorSpec((None,) + shape, tf.float32)])
+
+    def activations_and_logits(self, batch):
+        activations, logits = self.features(tf.constant(batch), training=False)
+        return np.asarray(activations, dtype=np.float32), np.asarray(logits, dtype=np.float32)
+
+
+_ENGINES: "OrderedDict[tuple[int, str], _CamEngine]" = OrderedDict()
+
+
+def _engine(model, layer_name) -> _CamEngine:
+    """A small LRU keyed by model id and layer name (the weak reference guards id reuse)."""
+    key = (id(model), layer_name)
+    engine = _ENGINES.get(key)
+    if engine is not None and engine.model_ref() is model:
+        _ENGINES.move_to_end(key)
+        return engine
+    engine = _CamEngine(model, layer_name)
+    _ENGINES[key] = engine
+    while len(_ENGINES) > _CACHE_SIZE:
+        _ENGINES.popitem(last=False)
+    return engine
+
+
+# --------------------------------------------------------------------------
+# Upsampling
+# --------------------------------------------------------------------------
+
+def upsample_map(maps, size) -> np.ndarray:
+    """Bilinear upsampling of (h, w) or (N, h, w) maps to ``size`` = (H, W), cell centres aligned.
+
+    Cell (i, j) of an h x w map summarises the image patch around
+    ((i + 0.5) H / h, (j + 0.5) W / w); that is where its value lands
+    (``tf.image.resize``, half-pixel centres, edges held constant).
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim not in (2, 3):
+        raise ValueError(f"maps must be (h, w) or (N, h, w); got shape {maps.shape}")
+    height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    batch = maps[None] if maps.ndim == 2 else maps
+    resized = tf.image.resize(batch[..., None], (height, width), method="bilinear")
+    resized = np.asarray(resized, dtype=np.float32)[..., 0]
+    return resized[0] if maps.ndim == 2 else resized
+
+
+# --------------------------------------------------------------------------
+# Grad-CAM and Grad-CAM++ (tf-keras-vis)
+# --------------------------------------------------------------------------
+
+def _progress_bar(total, enabled, description, unit):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=description, unit=unit, leave=False)
+
+
+def _gradient_cams(engine, batch, classes, method, batch_size, progress):
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    explainer = engine.explainers[method]
+    cams = np.empty((len(batch),) + engine.map_size, dtype=np.float32)
+    with _progress_bar(len(batch), progress and len(batch) > batch_size, method, "image") as bar:
+        for start in range(0, len(batch), batch_size):
+            stop = min(start + batch_size, len(batch))
+            with warnings.catch_warnings():
+                # tf-keras-vis passes the input as a one-element list.
+                warnings.filterwarnings("ignore", message="The structure of `inputs`")
+                chunk = explainer(CategoricalScore([int(c) for c in classes[start:stop]]),
+                                  batch[start:stop], penultimate_layer=engine.target_layer,
+                                  seek_penultimate_conv_layer=False, expand_cam=False,
+                                  normalize_cam=False)
+            cams[start:stop] = np.asarray(chunk, dtype=np.float32)
+            bar.update(stop - start)
+    return cams
+
+
+# --------------------------------------------------------------------------
+# Score-CAM, streamed
+# --------------------------------------------------------------------------
+
+def _top_channels(activations, count):
+    """Faster Score-CAM's choice: the ``count`` maps with the largest spatial std, largest first."""
+    spread = tf.math.reduce_std(tf.constant(activations), axis=(0, 1))
+    return np.asarray(tf.math.top_k(spread, count).indices)
+
+
+def _channel_masks(activations, image_size):
+    """(h, w, c) maps -> (c, H, W) masks in 0..1, built the way tf-keras-vis builds them."""
+    from scipy.ndimage import zoom
+
+    factors = (image_size[0] / activations.shape[0], image_size[1] / activations.shape[1], 1.0)
+    upsampled = zoom(activations, factors, order=1, mode="nearest")
+    low = upsampled.min(axis=(0, 1), keepdims=True)
+    high = upsampled.max(axis=(0, 1), keepdims=True)
+    masks = (upsampled - low) / (high - low + _MASK_EPSILON)
+    return np.moveaxis(masks, -1, 0)
+
+
+def _scorecam_weights(engine, image, activations, class_index, batch_size, bar):
+    """alpha_k = softmax(f(image * mask_k))[class] for every channel in ``activations``."""
+    image_size = image.shape[:2]
+    weights = np.empty(activations.shape[-1], dtype=np.float32)
+    for start in range(0, activations.shape[-1], batch_size):
+        stop = min(start + batch_size, activations.shape[-1])
+        masks = _channel_masks(activations[..., start:stop], image_size)
+        masked = image[None] * masks[..., None]
+        probabilities = tf.nn.softmax(engine.logits(tf.constant(masked)), axis=-1)
+        weights[start:stop] = np.asarray(probabilities[:, class_index])
+        bar.update(stop - start)
+    return weights
+
+
+def _score_cams(engine, batch, classes, max_channels, batch_size, progress):
+    activations, _ = engine.activations_and_logits(batch)
+    count = engine.channels if max_channels is None else max_channels
+    cams = np.empty((len(batch),) + engine.map_size, dtype=np.float32)
+    label = "Score-CAM" if count == engine.channels else f"Faster Score-CAM ({count} maps)"
+    with _progress_bar(len(batch) * count, progress, label, "mask") as bar:
+        for index, (image, maps) in enumerate(zip(batch, activations)):
+            if count < engine.channels:
+                maps = maps[..., _top_channels(maps, count)]
+            weights = _scorecam_weights(engine, image, maps, int(classes[index]), batch_size, bar)
+            cams[index] = np.maximum(np.tensordot(maps, weights, axes=([-1], [0])), 0.0)
+    return cams
+
+
+# --------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------
+
+def _resolve_max_channels(method, max_channels, channels):
+    if method not in _SCORECAM_METHODS:
+        if max_channels is not None:
+            raise ValueError(f"max_channels applies to Score-CAM only, not to method {method!r}")
+        return None
+    if max_channels is None:
+        # The default top-N of a layer with fewer maps than N is all of them.
+        fewer = FASTER_SCORECAM_CHANNELS if method == "faster-scorecam" else channels
+        return fewer if fewer < channels else None
+    max_channels = _check_positive_int(max_channels, "max_channels")
+    if max_channels > channels:
+        raise ValueError(f"max_channels must be between 1 and the layer's {channels} channels, "
+                         f"got {max_channels}")
+    return None if max_channels == channels else max_channels
+
+
+def gradcam(model, images, class_index=None, *, layer=None, method: str = "gradcam",
+            max_channels: int | None = None, normalise: bool = False, batch_size: int = 32,
+            progress: bool = True) -> np.ndarray:
+    """A class activation map of one layer, upsampled to the image.
+
+    ``L^c = ReLU(sum_k alpha_k^c A^k)`` with the channel weights of ``method``
+    (see the module docstring for the formulas and papers):
+
+    * ``"gradcam"``: alpha_k^c = mean_ij dy^c/dA^k_ij (Selvaraju et al. 2017),
+      computed by tf-keras-vis ``Gradcam``;
+    * ``"gradcam++"``: Chattopadhay et al. 2018, tf-keras-vis ``GradcamPlusPlus``
+      (its values scale with exp(y^c));
+    * ``"scorecam"``: alpha_k^c = softmax score of the image masked by map k
+      (Wang et al. 2020), one forward pass per channel, ``batch_size`` masks
+      at a time (streamed here; tf-keras-vis' ``Scorecam`` holds all masks);
+    * ``"faster-scorecam"``: Score-CAM on the ``max_channels`` maps with the
+      largest spatial std (default :data:`FASTER_SCORECAM_CHANNELS`).
+
+    ``images``: one image (sample name, path, PIL, array), a list or a
+    prepared batch. ``class_index``: None (each image's predicted class), an
+    index or ImageNet name, or one per image. ``layer``: a layer name (also
+    inside nested models) with a spatial map; None = the last one
+    (:func:`cam_layer`). ``max_channels``: Score-CAM only; restricts
+    ``"scorecam"`` to the top maps too. ``normalise``: rescale each map to
+    0..1 by min and max, as tf-keras-vis does by default; off by default so
+    maps of different classes and layers keep comparable units.
+
+    Returns float32 (H, W) for one image or (N, H, W) for a batch, at the
+    model's input size, upsampled by :func:`upsample_map`.
+    """
+    num_classes = _check_model(model)
+    _check_method(method)
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    layer_name = cam_layer(model, layer)
+    batch, single = as_batch(images, model)
+    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
+                              num_classes=num_classes)
+    engine = _engine(model, layer_name)
+    max_channels = _resolve_max_channels(method, max_channels, engine.channels)
+    if method in _SCORECAM_METHODS:
+        cams = _score_cams(engine, batch, classes, max_channels, batch_size, progress)
+    else:
+        cams = _gradient_cams(engine, batch, classes, method, batch_size, progress)
+    maps = upsample_map(cams, input_size(model))
+    if normalise:
+        maps = np.stack([normalise_map(m) for m in maps]).astype(np.float32)
+    return maps[0] if single else maps
+
+
+def guided_gradcam(model, images, class_index=None, *, layer=None, reduce: str = "max_abs",
+                   batch_size: int = 16, progress: bool = True) -> np.ndarray:
+    """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM.
+
+    ``G^c = (dy^c/dx)_guided * up(L^c_Grad-CAM)`` per pixel and colour
+    (Selvaraju et al. 2017), then ``reduce`` collapses the colours as in
+    :func:`helpers.reduce_gradients` ("max_abs", "abs_mean", "signed", or
+    None for (H, W, 3)). The guided gradient comes from
+    :func:`helpers.saliency` with ``method="guided"``, the map from
+    :func:`gradcam` on ``layer`` (default: the last spatial layer).
+
+    Returns float32 (H, W) for one image or (N, H, W) for a batch
+    ((H, W, 3) / (N, H, W, 3) with ``reduce=None``).
+    """
+    from .saliency import reduce_gradients, saliency
+
+    num_classes = _check_model(model)
+    batch, single = as_batch(images, model)
+    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
+                              num_classes=num_classes)
+    cams = gradcam(model, batch, classes, layer=layer, method="gradcam",
+                   batch_size=batch_size, progress=progress)
+    guided = saliency(model, batch, classes, method="guided", reduce=None,
+                      batch_size=batch_size, progress=progress)
+    maps = reduce_gradients(guided * cams[..., None], reduce)
+    return maps[0] if single else maps
+
+
+@dataclass
+class GradcamParts:
+    """Every step of Grad-CAM for one image (arrays) or a batch (a leading batch axis).
+
+    ``activations`` A (h, w, K) and ``gradients`` dy^c/dA (h, w, K) of the
+    layer; ``channel_weights`` alpha_k = mean of the gradients over the map
+    (K,); ``weighted_sum`` sum_k alpha_k A^k before the ReLU (h, w); ``cam``
+    after the ReLU (h, w); ``heatmap`` the cam upsampled to the image (H, W).
+    ``score`` is the logit y^c, ``class_index`` the class explained.
+    """
+
+    layer: str
+    class_index: np.ndarray
+    score: np.ndarray
+    activations: np.ndarray
+    gradients: np.ndarray
+    channel_weights: np.ndarray
+    weighted_sum: np.ndarray
+    cam: np.ndarray
+    heatmap: np.ndarray
+
+
+def gradcam_parts(model, images, class_index=None, *, layer=None) -> GradcamParts:
+    """Grad-CAM step by step, computed by hand with ``tf.GradientTape``.
+
+    1. A = the layer's activations, y^c = the class logit;
+    2. gradients dy^c/dA^k_ij;
+    3. channel weights alpha_k^c = 1/(h w) sum_ij dy^c/dA^k_ij;
+    4. weighted sum sum_k alpha_k^c A^k;
+    5. ReLU (keep what speaks *for* the class);
+    6. upsample to the image (:func:`upsample_map`).
+
+    (Selvaraju et al. 2017, *Grad-CAM*.) Same arguments as :func:`gradcam`;
+    ``heatmap`` equals ``gradcam(..., method="gradcam")``.
+    """
+    num_classes = _check_model(model)
+    layer_name = cam_layer(model, layer)
+    batch, single = as_batch(images, model)
+    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
+                              num_classes=num_classes)
+    engine = _engine(model, layer_name)
+    inputs = tf.constant(batch)
+    with tf.GradientTape() as tape:
+        activations, logits = engine.features(inputs, training=False)
+        scores = tf.gather(logits, tf.constant(classes, dtype=tf.int32), axis=1, batch_dims=1)
+    gradients = np.asarray(tape.gradient(scores, activations), dtype=np.float32)
+    activations = np.asarray(activations, dtype=np.float32)
+    channel_weights = gradients.mean(axis=(1, 2))
+    weighted_sum = np.einsum("nijk,nk->nij", activations, channel_weights)
+    cam = np.maximum(weighted_sum, 0.0)
+    parts = GradcamParts(
+        layer=layer_name, class_index=classes, score=np.asarray(scores, dtype=np.float32),
+        activations=activations, gradients=gradients, channel_weights=channel_weights,
+        weighted_sum=weighted_sum.astype(np.float32), cam=cam.astype(np.float32),
+        heatmap=upsample_map(cam, input_size(model)))
+    if single:
+        parts.class_index = int(classes[0])
+        for field in ("score", "activations", "gradients", "channel_weights",
+                      "weighted_sum", "cam", "heatmap"):
+            setattr(parts, field, getattr(parts, field)[0])
+    return parts
