@@ -49,7 +49,7 @@ from .labels import class_name, resolve_classes
 from .models import input_size
 
 __all__ = [
-    "METHODS",
+    "ATTACK_METHODS",
     "fgsm",
     "iterative_fgsm",
     "attack",
@@ -63,7 +63,7 @@ __all__ = [
     "TransferTable",
 ]
 
-METHODS = ("fgsm", "iterative_fgsm")
+ATTACK_METHODS = ("fgsm", "iterative_fgsm")
 DEFAULT_EPSILONS = (1, 2, 4, 8, 16)
 
 # ---------------------------------------------------------------------------
@@ -196,8 +196,8 @@ def _check_epsilons(epsilons) -> np.ndarray:
 
 
 def _check_method(method) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method not in ATTACK_METHODS:
+        raise ValueError(f"method must be one of {', '.join(ATTACK_METHODS)}, not {method!r}")
     return method
 
 

@@ -119,7 +119,7 @@ def test_iterative_fgsm_stays_in_the_epsilon_box(tiny_cnn):
 def test_pixels_stay_in_range_and_images_stay_float(tiny_cnn):
     rng = np.random.default_rng(7)
     images = rng.choice(np.array([0.0, 1.5, 253.7, 255.0], np.float32), (4, 32, 32, 3))
-    for method in h.METHODS:
+    for method in h.ATTACK_METHODS:
         adversarial = h.attack(tiny_cnn, images, method=method, epsilon=8, progress=False)
         assert adversarial.dtype == np.float32 and adversarial.shape == images.shape
         assert adversarial.min() >= 0 and adversarial.max() <= 255
@@ -171,7 +171,7 @@ def test_real_model_fgsm_and_targeted_iterative(lite0):
 
 # --- success rates over images x epsilons ----------------------------------------------------
 
-@pytest.mark.parametrize("method", h.METHODS)
+@pytest.mark.parametrize("method", h.ATTACK_METHODS)
 def test_success_rates_match_a_brute_force_loop(tiny_cnn, method):
     images = np.random.default_rng(10).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
     epsilons = (0, 1, 3, 8)
