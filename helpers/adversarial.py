@@ -175,10 +175,12 @@ def _check_epsilon(epsilon, name="epsilon") -> float:
     if not math.isfinite(epsilon) or not 0 <= epsilon <= 255:
         raise ValueError(f"{name} is in pixel levels of the 0..255 range and must lie in "
                          f"0..255; got {epsilon!r}")
-    if 0 < epsilon < 1:
+    levels = epsilon * 255
+    if 0 < epsilon < 1 and round(levels) >= 1 and abs(levels - round(levels)) < 1e-4:
+        # 4/255 looks like the 0..1 convention; a fraction like 0.5 is a real sub-level step.
         warnings.warn(
             f"{name}={epsilon:g} is less than one pixel level: epsilon counts levels of the "
-            f"0..255 range (epsilon=4 means 4/255). Did you mean {name}={epsilon * 255:g}?",
+            f"0..255 range (epsilon=4 means 4/255). Did you mean {name}={round(levels)}?",
             stacklevel=3)
     return epsilon
 

@@ -4,6 +4,8 @@ A linear softmax model has an analytic input gradient,
 ``grad_x L = W (softmax(z) - onehot(y)) / 127.5``, so FGSM and the iterative
 method can be recomputed in plain numpy and compared pixel for pixel.
 """
+import warnings
+
 import numpy as np
 import pytest
 
@@ -266,8 +268,11 @@ def test_errors(tiny_cnn, tiny_image):
         h.fgsm(tiny_cnn, tiny_image, epsilon=300)
     with pytest.raises(TypeError, match="pixel levels"):
         h.fgsm(tiny_cnn, tiny_image, epsilon="4")
-    with pytest.warns(UserWarning, match="epsilon=4 means 4/255"):
+    with pytest.warns(UserWarning, match=r"means 4/255\)\. Did you mean epsilon=4\?"):
         h.fgsm(tiny_cnn, tiny_image, epsilon=4 / 255, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # half a level is a legitimate sub-level step
+        h.fgsm(tiny_cnn, tiny_image, epsilon=0.5, progress=False)
     with pytest.raises(ValueError, match="not both"):
         h.fgsm(tiny_cnn, tiny_image, class_index=1, target_class=2)
     with pytest.raises(ValueError, match="method must be one of"):
