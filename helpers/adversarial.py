@@ -55,6 +55,7 @@ __all__ = [
     "attack",
     "kurakin_steps",
     "cross_entropy",
+    "loss_gradient",
     "predict_classes",
     "resize_batch",
     "success_rates",
@@ -156,6 +157,25 @@ def cross_entropy(model, images, class_index=None, *, fit: str = "crop",
         _loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])[0]
         for i in range(0, len(batch), batch_size)]).astype(np.float32)
     return float(losses[0]) if single else losses
+
+
+def loss_gradient(model, images, class_index=None, *, fit: str = "crop",
+                  batch_size: int = 16) -> np.ndarray:
+    """``grad_x L(x, y)``: the gradient of the cross-entropy with respect to the pixels.
+
+    The direction every attack here follows (FGSM steps along its sign).
+    ``class_index`` None = each image's predicted class. Units: loss per
+    pixel level. Returns float32 (H, W, 3) for one image or (N, H, W, 3).
+    """
+    _check_model(model)
+    _check_batch_size(batch_size)
+    batch, single = as_batch(images, model, fit=fit)
+    labels = resolve_classes(class_index, len(batch), model=model, batch=batch,
+                             num_classes=_num_classes(model))
+    gradients = np.concatenate([
+        _loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])[1]
+        for i in range(0, len(batch), batch_size)]).astype(np.float32)
+    return gradients[0] if single else gradients
 
 
 # ---------------------------------------------------------------------------

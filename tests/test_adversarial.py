@@ -67,6 +67,15 @@ def test_fgsm_matches_analytic_gradient_sign(linear_model, mid_images):
     np.testing.assert_allclose(adversarial, expected, atol=1e-4)
 
 
+def test_loss_gradient_matches_analytic_gradient(linear_model, mid_images):
+    labels = [0, 1, 2, 3]
+    np.testing.assert_allclose(h.loss_gradient(linear_model, mid_images, labels, batch_size=3),
+                               analytic_gradient(linear_model, mid_images, labels),
+                               rtol=1e-3, atol=1e-9)
+    single = h.loss_gradient(linear_model, mid_images[0])
+    assert single.shape == (SIZE, SIZE, 3) and single.dtype == np.float32
+
+
 def test_targeted_fgsm_matches_analytic_gradient_sign(linear_model, mid_images):
     expected = np.clip(mid_images - 5 * np.sign(analytic_gradient(linear_model, mid_images,
                                                                   [2] * 4)), 0, 255)
