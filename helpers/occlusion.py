@@ -426,30 +426,32 @@ class RandomMaskScores:
     fill: object = "grey"
     score: str = "probability"
 
+    def _partial_sums(self, classes: np.ndarray, counts: list[int]) -> np.ndarray:
+        """Maps of ``classes`` from the first n masks, n in ``counts``: (len(counts), K, H, W)."""
+        if not counts or min(counts) < 1 or max(counts) > self.masks.count:
+            raise ValueError(f"mask counts must lie in 1..{self.masks.count} (the masks scored)")
+        weights = self.scores[:, classes].astype(np.float64)  # (N, K)
+        running = np.zeros((len(classes), self.masks.height, self.masks.width))
+        snapshots, done = {}, 0
+        for boundary in sorted(set(counts)):
+            while done < boundary:
+                stop = min(done + CONTRACTION_CHUNK, boundary)
+                chunk = self.masks.chunk(done, stop)
+                if self.masks.method == "binary":
+                    chunk = 2.0 * chunk - 1.0  # +score where visible, -score where hidden
+                running += np.tensordot(weights[done:stop].T, chunk, axes=1)
+                done = stop
+            scale = boundary * (self.masks.keep_probability if self.masks.method == "rise" else 1)
+            snapshots[boundary] = (running / scale).astype(np.float32)
+        return np.stack([snapshots[n] for n in counts])
+
     def maps_at(self, class_index, counts) -> np.ndarray:
         """Maps of one class from the first n masks, for each n in ``counts``: (len, H, W)."""
         classes, single = _class_indices(class_index, self.baseline)
         if not single:
             raise ValueError("maps_at takes one class; call it once per class")
         counts = [_positive_int(n, "a mask count") for n in counts]
-        if not counts or max(counts) > self.masks.count:
-            raise ValueError(f"mask counts must lie in 1..{self.masks.count} (the masks scored)")
-        weights = self.scores[:, classes[0]].astype(np.float64)
-        height, width = self.masks.height, self.masks.width
-        running = np.zeros((height, width), dtype=np.float64)
-        snapshots, done = {}, 0
-        boundaries = sorted(set(counts))
-        for boundary in boundaries:
-            while done < boundary:
-                stop = min(done + CONTRACTION_CHUNK, boundary)
-                chunk = self.masks.chunk(done, stop)
-                if self.masks.method == "binary":
-                    chunk = 2.0 * chunk - 1.0  # +score where visible, -score where hidden
-                running += np.tensordot(weights[done:stop], chunk, axes=1)
-                done = stop
-            scale = boundary * (self.masks.keep_probability if self.masks.method == "rise" else 1)
-            snapshots[boundary] = (running / scale).astype(np.float32)
-        return np.stack([snapshots[n] for n in counts])
+        return self._partial_sums(classes, counts)[:, 0]
 
     def map(self, class_index=None, *, num_masks: int | None = None) -> np.ndarray:
         """The map of a class (or a list of classes) from the first ``num_masks`` masks (all by default).
@@ -457,8 +459,8 @@ class RandomMaskScores:
         RISE: ``1/(N p) sum_i s_i M_i``; binary: ``1/N sum_i s_i (2 M_i - 1)``.
         """
         classes, single = _class_indices(class_index, self.baseline)
-        count = self.masks.count if num_masks is None else num_masks
-        maps = np.stack([self.maps_at(int(c), [count])[0] for c in classes])
+        count = self.masks.count if num_masks is None else _positive_int(num_masks, "num_masks")
+        maps = self._partial_sums(classes, [count])[0]
         return maps[0] if single else maps
 
 
