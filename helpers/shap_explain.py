@@ -54,7 +54,9 @@ __all__ = [
     "background_set",
     "split_model",
     "split_layers",
+    "sample_chunks",
     "show_shap",
+    "show_shap_map",
 ]
 
 # Photos the background is cut from: every bundled photo except the montage,
@@ -201,7 +203,9 @@ def split_model(model: keras.Model, layer) -> tuple[keras.Model, keras.Model]:
             f"the model cannot be split at {found.name!r}: a skip connection bypasses it, so the "
             f"logits are not a function of its output alone. Layers where it can be split: "
             f"{', '.join(shown)} (h.split_layers(model) lists all {len(spatial)})")
-    head = feature_model(model, found.name, include_output=False)
+    features = feature_model(model, found.name, include_output=False)
+    inputs = features.inputs[0] if len(features.inputs) == 1 else features.inputs
+    head = keras.Model(inputs, features.outputs[0], name=f"{model.name}_to_{found.name}")
     tail = keras.Model(found.output, model.outputs[0], name=f"{model.name}_from_{found.name}")
     return head, tail
 
@@ -323,8 +327,10 @@ class ShapExplanation:
     * ``classes``, ``ranks``: class indices and their 1-based rank in the prediction,
     * ``logits``: f(x); ``expected_value``: E[f(background)] for those classes,
     * ``attribution_sum``: the sum of all attributions (before upsampling),
-      ``standard_error``: its Monte-Carlo standard error (from the spread
-      of the chunks of ``batch_size`` samples; NaN for a single chunk),
+      ``standard_error``: its Monte-Carlo standard error, estimated from
+      the spread between chunks of samples (rough with few chunks, NaN
+      with one),
+    * ``samples``: draws per image and class, rounded up to whole chunks,
     * ``gap`` = attribution_sum - (logits - expected_value), ``relative_gap``
       = |gap| / |logits - expected_value|: zero for exact Shapley values.
     """
@@ -435,16 +441,34 @@ def _quiet_input_structure():
         yield
 
 
+def sample_chunks(samples: int, batch_size: int) -> tuple[int, int]:
+    """``(chunk, count)``: how expected gradients split ``samples`` draws into equal chunks.
+
+    The chunk is a power of two, at most ``batch_size``, aiming at 8 or more
+    chunks (for the standard error) but not below 4 samples (smaller
+    batches waste time). Equal powers of two keep the number of batch
+    shapes, each a retrace of shap's gradient function, small.
+    ``samples`` is rounded up to ``chunk * count``.
+    """
+    limit = min(batch_size, samples, max(4, samples // 8))
+    chunk = 1
+    while chunk * 2 <= limit:
+        chunk *= 2
+    return chunk, -(-samples // chunk)
+
+
 def _attributions(entry, layer_inputs, classes, samples, seed, batch_size, progress, desc):
     """shap's estimate summed over channels, (N, K, h, w), and the standard error of its total.
 
-    Samples run in chunks of ``batch_size``; each chunk is an independent
-    estimate, so the spread of the chunk totals estimates the Monte-Carlo
-    standard error of the total (NaN with a single chunk).
+    Each chunk of samples (:func:`sample_chunks`) is an independent estimate,
+    so the spread of the chunk totals estimates the Monte-Carlo standard
+    error of the total (NaN with a single chunk).
     """
     from tqdm.auto import tqdm
 
-    sizes = np.array([min(batch_size, samples - start) for start in range(0, samples, batch_size)])
+    chunk_size, chunk_count = sample_chunks(samples, batch_size)
+    samples = chunk_size * chunk_count
+    sizes = np.full(chunk_count, chunk_size)
     count, per_image = classes.shape
     totals = np.zeros((count, per_image) + entry.layer_shape[:-1], dtype=np.float64)
     chunk_totals = np.zeros((count, per_image, len(sizes)), dtype=np.float64)
@@ -472,11 +496,11 @@ def _attributions(entry, layer_inputs, classes, samples, seed, batch_size, progr
         bar.close()
     totals /= samples
     if len(sizes) < 2:
-        return totals, np.full((count, per_image), np.nan)
+        return totals, np.full((count, per_image), np.nan), samples
     # var(chunk total) = sigma^2 / size: pool the chunks to estimate sigma^2.
     mean = totals.reshape(count, per_image, -1).sum(axis=-1)[..., None]
     sigma2 = (sizes * (chunk_totals - mean) ** 2).sum(axis=-1) / (len(sizes) - 1)
-    return totals, np.sqrt(sigma2 / samples)
+    return totals, np.sqrt(sigma2 / samples), samples
 
 
 def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=None, layer=None,
@@ -501,9 +525,10 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     as ``[2]``. ``background``: reference images (any form
     :func:`helpers.as_batch` takes); default :func:`background_set` of
     ``background_size`` images. ``samples``: (reference, t) draws per image
-    and class (default 200, 32 in fast mode), run in chunks of
-    ``batch_size``. ``seed`` fixes the draws (the same for every image and
-    class; numpy's global random state is restored afterwards).
+    and class (default 200, 32 in fast mode), run in equal chunks of at
+    most ``batch_size`` (:func:`sample_chunks`; rounded up to whole chunks).
+    ``seed`` fixes the draws (the same for every image and class; numpy's
+    global random state is restored afterwards).
     ``upsample``: layer maps resized to the input's size, sum preserved.
 
     Returns a :class:`ShapExplanation` with raw float32 maps (K, H, W) for
@@ -548,7 +573,7 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
         entry = _explainer(model, layer_name)
         expected_logits = _use_background(entry, background, batch_size)
         layer_inputs = batch if entry.head is None else _run_in_chunks(entry.head, batch, batch_size)
-        totals, standard_error = _attributions(entry, layer_inputs, classes, samples, seed, batch_size, progress,
+        totals, standard_error, samples = _attributions(entry, layer_inputs, classes, samples, seed, batch_size, progress,
                                desc=f"expected gradients ({layer_name or 'pixels'})")
     count, per_image = classes.shape
     attribution_sum = totals.reshape(count, per_image, -1).sum(axis=-1)
@@ -579,24 +604,59 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
 # Plot
 # --------------------------------------------------------------------------
 
-def show_shap(explanation: ShapExplanation, *, size: float = 3.0, titles=None, suptitle=None,
-              scale: str = "row", percentile: float = 99.5, smooth: float = 0.0):
-    """The photo, then one map per class, with shap's colours: red pushes towards the class.
+def _faint_grey(image) -> np.ndarray:
+    photo = np.asarray(image, dtype=np.float32)
+    photo = photo / 255.0 if photo.max() > 1.0 else photo
+    grey = photo[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.repeat((0.55 + 0.45 * grey)[..., None], 3, axis=-1)
 
-    One row per image, class names (and their rank) as titles. Maps are
-    drawn over a faint grey copy of the photo with shap's
-    red-transparent-blue colour map (zero is transparent), on a symmetric
-    scale shared along the row (``scale="row"``, as shap's ``image_plot``)
-    or per map (``scale="map"``), set by the ``percentile`` of |values| so
-    that a few extreme pixels do not wash out the rest. ``smooth`` > 0
-    blurs the maps for display only (Gaussian sigma in pixels): pixel-level
-    expected gradients are speckled. Returns the figure.
+
+def show_shap_map(image, shap_map, *, ax=None, limit: float | None = None,
+                  percentile: float = 99.5, title: str | None = None, colorbar: bool = True):
+    """One SHAP map over a faint grey copy of the photo, in shap's colours.
+
+    Red pushes towards the class, blue away from it, zero is transparent
+    (shap's ``red_transparent_blue``). The symmetric colour scale runs to
+    ``limit``, by default the ``percentile`` of |values|, so that a few
+    extreme pixels do not wash out the rest. Returns the axes.
     """
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
-    from scipy.ndimage import gaussian_filter
     from shap.plots.colors import red_transparent_blue, red_white_blue
+
+    from .plot import show
+
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], not {percentile}")
+    shap_map = np.asarray(shap_map, dtype=np.float32)
+    if limit is None:
+        limit = float(np.percentile(np.abs(shap_map), percentile)) or 1.0
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    show(_faint_grey(image), shap_map, ax=ax, cmap=red_transparent_blue, alpha=1.0,
+         vmin=-limit, vmax=limit, colorbar=False, title=title)
+    if colorbar:
+        # An opaque bar: the map's own colours fade to transparent at zero.
+        bar = ax.figure.colorbar(ScalarMappable(Normalize(-limit, limit), red_white_blue), ax=ax,
+                                 fraction=0.046, pad=0.04)
+        bar.set_label("SHAP value")
+    return ax
+
+
+def show_shap(explanation: ShapExplanation, *, size: float = 3.0, titles=None, suptitle=None,
+              scale: str = "row", percentile: float = 99.5, smooth: float = 0.0):
+    """The photo, then one map per class, with shap's colours: red pushes towards the class.
+
+    One row per image, class names (and their rank) as titles, drawn by
+    :func:`show_shap_map` on a symmetric scale shared along the row
+    (``scale="row"``, as shap's ``image_plot``) or per map
+    (``scale="map"``), set by the ``percentile`` of |values|. ``smooth`` > 0
+    blurs the maps for display only (Gaussian sigma in pixels): pixel-level
+    expected gradients are speckled. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from scipy.ndimage import gaussian_filter
 
     from .plot import show
 
@@ -619,27 +679,16 @@ def show_shap(explanation: ShapExplanation, *, size: float = 3.0, titles=None, s
         raise ValueError(f"got {len(titles)} titles for {count} images")
     fig, axes = plt.subplots(count, per_image + 1, squeeze=False,
                              figsize=(size * (per_image + 1) + 0.8, size * count + 0.4))
-
-    def limit_of(values):
-        return float(np.percentile(np.abs(values), percentile)) or 1.0
-
     for image in range(count):
-        photo = explanation.images[image] / 255.0
-        grey = photo @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        faint = np.repeat((0.55 + 0.45 * grey)[..., None], 3, axis=-1)
+        photo = explanation.images[image]
         show(photo, title=titles[image] if titles is not None else f"image {image}",
              ax=axes[image, 0])
+        row_limit = float(np.percentile(np.abs(maps[image]), percentile)) or 1.0
         for k in range(per_image):
-            limit = limit_of(maps[image] if scale == "row" else maps[image, k])
-            ax = axes[image, k + 1]
-            show(faint, maps[image, k], ax=ax, cmap=red_transparent_blue, alpha=1.0,
-                 vmin=-limit, vmax=limit, colorbar=False,
-                 title=f"#{ranks[image, k]} {names[image][k]}")
-            if scale == "map" or k == per_image - 1:
-                # An opaque bar: the map's own colours fade to transparent at zero.
-                bar = fig.colorbar(ScalarMappable(Normalize(-limit, limit), red_white_blue),
-                                   ax=ax, fraction=0.046, pad=0.04)
-                bar.set_label("SHAP value")
+            show_shap_map(photo, maps[image, k], ax=axes[image, k + 1],
+                          limit=row_limit if scale == "row" else None, percentile=percentile,
+                          colorbar=scale == "map" or k == per_image - 1,
+                          title=f"#{ranks[image, k]} {names[image][k]}")
     where = f"layer {explanation.layer}" if explanation.layer else "input pixels"
     fig.suptitle(suptitle or f"Expected gradients on {where} "
                              f"(red: towards the class, blue: away from it)")

@@ -155,6 +155,7 @@ def test_split_model_reproduces_the_logits(lite0):
         np.testing.assert_allclose(np.asarray(tail(inside)), direct, atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:The structure of `inputs`")  # keras.applications' own input
 def test_split_model_on_a_keras_application():
     model = h.load_model("mobilenet_v2", weights=None)
     image = np.random.default_rng(1).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
@@ -273,6 +274,19 @@ def test_background_set_is_made_of_photos():
                for image in sharp for candidate in (photo, photo[:, ::-1]))
 
 
+def test_sample_chunks_are_equal_powers_of_two(tiny_cnn, tiny_image, tiny_background):
+    for samples, batch_size in [(1, 16), (3, 16), (16, 16), (96, 16), (100, 16), (1024, 16),
+                                (3000, 300), (24, 8)]:
+        chunk, count = h.sample_chunks(samples, batch_size)
+        assert chunk & (chunk - 1) == 0 and chunk <= batch_size
+        assert samples <= chunk * count < samples + chunk
+        if samples >= 64 and batch_size >= 8:
+            assert count >= 8  # enough chunks for a standard error
+    result = h.expected_gradients(tiny_cnn, tiny_image, background=tiny_background, samples=100,
+                                  progress=False)
+    assert result.samples == 104  # 13 chunks of 8
+
+
 def test_show_shap_draws_one_row_per_image(tiny_cnn, tiny_background):
     import matplotlib.pyplot as plt
 
@@ -285,7 +299,11 @@ def test_show_shap_draws_one_row_per_image(tiny_cnn, tiny_background):
     heat = [image for ax in fig.axes for image in ax.get_images() if image.get_cmap().name != "gray"]
     red = heat[-1].get_cmap()(1.0)
     assert red[0] > 0.8 and red[2] < 0.5  # positive evidence is red
+    assert heat[-1].get_cmap()(0.5)[3] < 0.1  # zero is transparent
     plt.close(fig)
+    ax = h.show_shap_map(batch[0], result.maps[0, 0], limit=2.0, title="one map")
+    assert ax.get_images()[-1].get_clim() == (-2.0, 2.0) and ax.get_title() == "one map"
+    plt.close(ax.figure)
 
 
 # --------------------------------------------------------------------------
