@@ -8,9 +8,9 @@ to 0..1, and the "epsilon = 4" of Kurakin et al., who work in 0..255.
 The perturbation is applied to the 0..255 pixels the models take (their
 preprocessing is inside them), and the result is clipped to 0..255, so an
 adversarial image is a real image. It stays float32: rounding it to uint8
-would move pixels by up to half a level and blur the epsilon being studied
-(for epsilon >= 1 an attack usually survives rounding; try it in the
-exercises).
+(as saving it to a PNG file would) moves pixels by up to half a level more,
+which matters for budgets of a few levels; lesson 08 has the student test
+whether an attack survives it.
 
 Methods, all written by hand because they are the lesson (a few lines each):
 
@@ -45,7 +45,7 @@ from .environment import tf  # noqa: F401  (quiet TF import first)
 import keras
 
 from .images import as_batch
-from .labels import class_name, resolve_classes
+from .labels import resolve_classes
 from .models import input_size
 
 __all__ = [
@@ -224,7 +224,7 @@ def _check_method(method) -> str:
 
 
 def kurakin_steps(epsilon: float) -> int:
-    """Kurakin et al.'s step count ``min(epsilon + 4, 1.25 epsilon)``, at least 1."""
+    """Kurakin et al.'s step count ``min(epsilon + 4, 1.25 epsilon)``, rounded up, at least 1."""
     return max(1, int(math.ceil(min(epsilon + 4.0, 1.25 * epsilon))))
 
 
@@ -400,9 +400,7 @@ class SuccessRates:
 
     @property
     def title(self) -> str:
-        goal = (f"targeted at {self.target_class} {class_name(self.target_class)}"
-                if self.target_class is not None and self.target_class < 1000
-                else "untargeted")
+        goal = "untargeted" if self.target_class is None else f"targeted at class {self.target_class}"
         return (f"{self.method} success rate ({goal}) over {len(self.clean_classes)} images; "
                 "epsilon in levels of 0..255")
 
