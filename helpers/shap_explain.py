@@ -118,7 +118,7 @@ def background_set(model_or_size, size: int | None = None, *, seed: int = 0, pho
     images = np.empty((size, height, width, 3), dtype=np.float32)
     for i in range(size):
         photo = _photo(names[order[i % len(names)]])
-        side = int(round(min(photo.shape[:2]) * rng.uniform(low, high)))
+        side = max(1, int(round(min(photo.shape[:2]) * rng.uniform(low, high))))
         top = int(rng.integers(0, photo.shape[0] - side + 1))
         left = int(rng.integers(0, photo.shape[1] - side + 1))
         image = Image.fromarray(photo[top:top + side, left:left + side])
