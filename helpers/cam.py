@@ -39,7 +39,7 @@ What comes from a library and what is written here:
   upsampled here (below).
 * Score-CAM is written here. tf-keras-vis' ``Scorecam`` builds all K masked
   copies of the image at once (with EfficientNet-Lite0's 1280 channels on
-  "top_activation" that measured 3.8 GB above the model, see
+  "top_activation" that measured 3.7 GB above the model, see
   benchmarks/scorecam_benchmark.py); here the same arithmetic (its masks:
   scipy linear zoom, min-max to 0..1; its weights: softmax score; its top-N
   rule) runs ``batch_size`` masks at a time through a compiled function, so
@@ -159,7 +159,7 @@ def _has_softmax_output(model) -> bool:
 
 
 def _linear_copy(model):
-    """A copy of ``model`` whose output activation is the identity (tf-keras-vis ReplaceToLinear)."""
+    """A copy of ``model`` with a linear output activation (tf-keras-vis ``ReplaceToLinear``)."""
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
     copy = keras.models.clone_model(model)
@@ -195,9 +195,9 @@ class _CamEngine:
         self.logits = tf.function(lambda x: self.logits_model(x, training=False),
                                   input_signature=[tf.TensorSpec((None,) + shape, tf.float32)])
 
-    def activations_and_logits(self, batch):
-        activations, logits = self.features(tf.constant(batch), training=False)
-        return np.asarray(activations, dtype=np.float32), np.asarray(logits, dtype=np.float32)
+    def activations(self, batch):
+        activations, _ = self.features(tf.constant(batch), training=False)
+        return np.asarray(activations, dtype=np.float32)
 
 
 _ENGINES: "OrderedDict[tuple[int, str], _CamEngine]" = OrderedDict()
@@ -273,7 +273,7 @@ def _gradient_cams(engine, batch, classes, method, batch_size, progress):
 # --------------------------------------------------------------------------
 
 def _top_channels(activations, count):
-    """Faster Score-CAM's choice: the ``count`` maps with the largest spatial std, largest first."""
+    """Faster Score-CAM's choice: the ``count`` maps of largest spatial std, largest first."""
     spread = tf.math.reduce_std(tf.constant(activations), axis=(0, 1))
     return np.asarray(tf.math.top_k(spread, count).indices)
 
@@ -305,12 +305,12 @@ def _scorecam_weights(engine, image, activations, class_index, batch_size, bar):
 
 
 def _score_cams(engine, batch, classes, max_channels, batch_size, progress):
-    activations, _ = engine.activations_and_logits(batch)
     count = engine.channels if max_channels is None else max_channels
     cams = np.empty((len(batch),) + engine.map_size, dtype=np.float32)
     label = "Score-CAM" if count == engine.channels else f"Faster Score-CAM ({count} maps)"
     with _progress_bar(len(batch) * count, progress, label, "mask") as bar:
-        for index, (image, maps) in enumerate(zip(batch, activations)):
+        for index, image in enumerate(batch):
+            maps = engine.activations(image[None])[0]
             if count < engine.channels:
                 maps = maps[..., _top_channels(maps, count)]
             weights = _scorecam_weights(engine, image, maps, int(classes[index]), batch_size, bar)
@@ -339,7 +339,7 @@ def _resolve_max_channels(method, max_channels, channels):
 
 
 def gradcam(model, images, class_index=None, *, layer=None, method: str = "gradcam",
-            max_channels: int | None = None, normalise: bool = False, batch_size: int = 32,
+            max_channels: int | None = None, normalise: bool = False, batch_size: int = 16,
             progress: bool = True) -> np.ndarray:
     """A class activation map of one layer, upsampled to the image.
 
@@ -438,7 +438,7 @@ class GradcamParts:
 
 
 def gradcam_parts(model, images, class_index=None, *, layer=None) -> GradcamParts:
-    """Grad-CAM step by step, computed by hand with ``tf.GradientTape``.
+    """Grad-CAM step by step, by hand with ``tf.GradientTape`` (one image or a small batch).
 
     1. A = the layer's activations, y^c = the class logit;
     2. gradients dy^c/dA^k_ij;

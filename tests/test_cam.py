@@ -272,7 +272,8 @@ def test_engine_is_cached_per_model_and_layer(tiny_cnn):
 # --------------------------------------------------------------------------
 
 def test_clear_errors(tiny_cnn, tiny_image):
-    with pytest.raises(ValueError, match=r"'avg_pool'.*not a spatial feature map.*conv2_activation"):
+    with pytest.raises(ValueError,
+                       match=r"'avg_pool'.*not a spatial feature map.*conv2_activation"):
         h.gradcam(tiny_cnn, tiny_image, 1, layer="avg_pool")
     with pytest.raises(ValueError, match=r"no layer named 'conv9'.*conv2"):
         h.gradcam(tiny_cnn, tiny_image, 1, layer="conv9")
