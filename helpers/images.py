@@ -291,5 +291,8 @@ def as_batch(images, model_or_size, *, fit: str = "crop") -> tuple[np.ndarray, b
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError("the list of images is empty")
-        return np.concatenate([prepare(image, size, fit=fit) for image in images]), False
+        singles = [as_batch(image, size, fit=fit) for image in images]
+        if not all(single for _, single in singles):
+            raise ValueError("a list must hold single images, not batches")
+        return np.concatenate([batch for batch, _ in singles]), False
     return prepare(images, size, fit=fit), True

@@ -63,6 +63,11 @@ def test_as_batch_accepts_a_list_a_batch_and_a_float_image_unrounded(tiny_cnn):
     exact = np.full((32, 32, 3), 100.4, np.float32)
     one, single = h.as_batch(exact, tiny_cnn)
     assert single and one.shape == (1, 32, 32, 3) and one[0, 0, 0, 0] == pytest.approx(100.4)
+    listed, single = h.as_batch([exact, "coffee"], tiny_cnn)
+    assert not single and listed.shape == (2, 32, 32, 3)
+    assert listed[0, 0, 0, 0] == pytest.approx(100.4)  # floats in a list stay unrounded too
+    with pytest.raises(ValueError, match="single images"):
+        h.as_batch([batch], tiny_cnn)
 
 
 def _write(tmp_path, name, data):
