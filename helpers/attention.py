@@ -336,6 +336,7 @@ class AttentionGrid:
                  annotator: str = "", folder="attention_answers", image_name: str | None = None,
                  display_size: int = 440):
         import ipywidgets as widgets
+        from PIL import Image
 
         self.grid_size = _check_grid_size(grid_size)
         if image_name is None:
@@ -349,8 +350,6 @@ class AttentionGrid:
         self.folder = Path(folder)
         photo = resize_image(load_image(image), (display_size, display_size), "crop")
         buffer = io.BytesIO()
-        from PIL import Image
-
         Image.fromarray(photo).save(buffer, format="PNG")
         n = self.grid_size
         picture = widgets.Image(value=buffer.getvalue(), format="png", layout=widgets.Layout(

@@ -127,8 +127,8 @@ def _check_positive_int(value, name: str) -> int:
 # Fast batched class probabilities
 # --------------------------------------------------------------------------
 
-# One compiled forward pass per model, reused across calls; fixed-size
-# batches (the last chunk padded) so it is traced once.
+# One compiled forward pass per model, reused across calls; its input
+# signature leaves the batch size free, so it is traced once.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
@@ -137,7 +137,9 @@ def _compiled_forward(model):
         return _COMPILED[model]
     except (KeyError, TypeError):
         pass
-    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    height, width = input_size(model)
+    forward = tf.function(lambda batch: model(batch, training=False),
+                          input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
     try:
         _COMPILED[model] = forward
     except TypeError:  # an object without weak references: just do not cache
@@ -145,16 +147,10 @@ def _compiled_forward(model):
     return forward
 
 
-def _class_probabilities(model, images: np.ndarray, classes: np.ndarray,
-                         batch_size: int) -> np.ndarray:
-    """Softmax probability of ``classes[i]`` for ``images[i]``; padded fixed-size chunks."""
-    forward = _compiled_forward(model)
-    chunk = len(images)
-    if chunk < batch_size:
-        padding = np.zeros((batch_size - chunk,) + images.shape[1:], dtype=np.float32)
-        images = np.concatenate([images, padding])
-    logits = np.asarray(forward(tf.constant(images, dtype=tf.float32)))[:chunk]
-    return probabilities(logits)[np.arange(chunk), classes]
+def _class_probabilities(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Softmax probability of ``classes[i]`` for ``images[i]``."""
+    logits = np.asarray(_compiled_forward(model)(tf.constant(images, dtype=tf.float32)))
+    return probabilities(logits)[np.arange(len(images)), classes]
 
 
 # --------------------------------------------------------------------------
@@ -260,7 +256,7 @@ def _perturbation_curve(kind, model, images, heatmaps, class_index, steps, basel
                 else:
                     perturbed[j] = np.where(chosen, batch[i], baselines[i])
             image_ids = np.array([i for i, _ in chunk])
-            probs = _class_probabilities(model, perturbed, classes[image_ids], batch_size)
+            probs = _class_probabilities(model, perturbed, classes[image_ids])
             for (i, k), p in zip(chunk, probs):
                 scores[i, k] = p
             bar.update(len(chunk))
@@ -290,7 +286,7 @@ def deletion_curve(model, images, heatmaps, class_index=None, *, steps: int | No
     ``baseline``: "black" (the paper's choice), "blur", "mean", "gray", a
     pixel value or an image. ``class_index``: None = the predicted class.
     Steps default to 50 (12 in fast mode). Probabilities are computed in
-    fixed-size batches of ``batch_size`` perturbed images.
+    batches of ``batch_size`` perturbed images (several images share batches).
     """
     return _perturbation_curve("deletion", model, images, heatmaps, class_index, steps,
                                baseline, blur_sigma, batch_size, progress)
@@ -301,10 +297,11 @@ def insertion_curve(model, images, heatmaps, class_index=None, *, steps: int | N
                     progress: bool = True) -> PerturbationCurve:
     """Insertion curve and its area (Petsiuk, Das & Saenko 2018, *RISE*).
 
-    The mirror of :func:`deletion_curve`: start from ``baseline`` (a blurred
-    copy of the photo, Gaussian sigma ``blur_sigma`` pixels, as in the
-    paper) and put the original pixels back in order of decreasing
-    importance:
+    The mirror of :func:`deletion_curve`: start from ``baseline`` (by
+    default a blurred copy of the photo, as in the paper; Gaussian sigma
+    ``blur_sigma`` pixels, a stronger blur than the paper's small kernel so
+    that the class is really gone at the start) and put the original pixels
+    back in order of decreasing importance:
 
         p_k = softmax(f(baseline with the top k/steps of pixels restored))[c].
 
@@ -373,8 +370,9 @@ class ScoreTable:
 
 
 def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
-                 steps: int | None = None, k: float | None = None, batch_size: int = 32,
-                 progress: bool = True) -> ScoreTable:
+                 steps: int | None = None, k: float | None = None, relative: bool = False,
+                 deletion_baseline=DELETION_BASELINE, insertion_baseline=INSERTION_BASELINE,
+                 batch_size: int = 32, progress: bool = True) -> ScoreTable:
     """Deletion and insertion AUC (and agreement with ``human`` if given) of several maps.
 
     ``heatmaps``: {method name: (H, W) map} for one image. Returns a
@@ -382,6 +380,11 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
     (higher is better) and insertion - deletion; with a human map also
     IoU of the top k% (see :func:`top_k_iou`), pointing game and Spearman
     rank correlation. The curves are kept in ``table.curves[name]``.
+    ``relative=True`` divides the AUCs by the class probability of the
+    unmodified image, so that tables of different images and classes can be
+    averaged (an insertion AUC above 1 then means the partly restored images
+    score higher than the photo itself). ``deletion_baseline`` and
+    ``insertion_baseline``: see :func:`deletion_curve`.
     """
     if not isinstance(heatmaps, dict) or not heatmaps:
         raise TypeError("heatmaps must be a non-empty dict {method name: map}")
@@ -394,21 +397,33 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
     if human is not None:
         columns += ["IoU", "pointing", "Spearman"]
         better.update({"IoU": "higher", "pointing": "higher", "Spearman": "higher"})
+    names = list(heatmaps)
+    stacked = np.stack([_as_map(heatmaps[name], f"map of {name!r}") for name in names])
+    # All maps in one call per curve: the image repeated, so batches stay full.
+    repeated = np.repeat(batch, len(names), axis=0)
+    both = {kind: function(model, repeated, stacked, np.repeat(classes, len(names)), steps=steps,
+                           baseline=baseline, batch_size=batch_size, progress=progress)
+            for kind, function, baseline in (("deletion", deletion_curve, deletion_baseline),
+                                             ("insertion", insertion_curve, insertion_baseline))}
     rows, curves = [], {}
-    for name, heat in heatmaps.items():
-        deletion = deletion_curve(model, batch, _as_map(heat, f"map of {name!r}")[None],
-                                  classes, steps=steps, batch_size=batch_size, progress=progress)
-        insertion = insertion_curve(model, batch, _as_map(heat)[None], classes, steps=steps,
-                                    batch_size=batch_size, progress=progress)
-        values = [float(deletion.auc[0]), float(insertion.auc[0]),
-                  float(insertion.auc[0] - deletion.auc[0])]
+    for i, name in enumerate(names):
+        curves[name] = {kind: PerturbationCurve(kind, curve.fractions, curve.scores[i],
+                                                float(curve.auc[i]), int(classes[0]),
+                                                curve.baseline)
+                        for kind, curve in both.items()}
+        deletion, insertion = curves[name]["deletion"].auc, curves[name]["insertion"].auc
+        if relative:
+            original = float(curves[name]["deletion"].scores[0])  # nothing deleted yet
+            deletion, insertion = deletion / original, insertion / original
+        values = [deletion, insertion, insertion - deletion]
         if human is not None:
-            agreement = human_agreement(heat, human, k=k)
+            agreement = human_agreement(stacked[i], human, k=k)
             values += [agreement["iou"], float(agreement["pointing"]), agreement["spearman"]]
         rows.append((name, values))
-        curves[name] = {"deletion": deletion, "insertion": insertion}
     title = f"class {int(classes[0])} ({class_name(int(classes[0]))})" \
         if model.outputs[0].shape[-1] == 1000 else f"class {int(classes[0])}"
+    if relative:
+        title += ", AUC relative to the photo's probability"
     return ScoreTable(columns, rows, better, title, curves)
 
 
@@ -761,13 +776,16 @@ def show_curves(curves: dict, *, ax=None, title: str | None = None):
     return ax
 
 
-def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9):
+def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9,
+                 clip_percentile: float = 99.0, cmap: str = "inferno"):
     """The sanity check's cascade: each method's map as the model is randomised, top down.
 
     ``checks``: a :class:`SanityCheck` (one image) or {method: SanityCheck}.
     One row of maps per method (columns: the trained model, then cumulative
     stages, thinned to ``max_columns``), and a last panel with the Spearman
-    rank correlation against the original map per stage. Returns the figure.
+    rank correlation against the original map per stage. Each map is shown
+    clipped at its ``clip_percentile`` (a few extreme gradients would
+    otherwise hide the rest), alone or over ``image``. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -792,7 +810,9 @@ def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9)
         for c, column in enumerate(columns):
             ax = fig.add_subplot(grid[r, c])
             heat = np.abs(check.maps[column]) if check.absolute else check.maps[column]
-            show(image, heat, ax=ax, colorbar=False, alpha=0.6 if image is not None else 1.0)
+            heat = np.minimum(heat, np.percentile(heat, clip_percentile))
+            show(image, heat, ax=ax, colorbar=False, cmap=cmap,
+                 alpha=0.6 if image is not None else 1.0)
             label = "trained" if column == 0 else f"…{check.stages[column - 1]}"
             ax.set_title(label if r == 0 else "", fontsize="small")
             if c == 0:
@@ -807,7 +827,9 @@ def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9)
     curve_ax.set_xticks(ticks[::step], [first.stages[i - 1] for i in ticks[::step]],
                         rotation=60, fontsize="small")
     curve_ax.axhline(0, color="grey", lw=0.8)
-    curve_ax.set_ylim(-0.3, 1.05)
+    lowest = min(np.nanmin(check.spearman) if np.isfinite(check.spearman).any() else 0.0
+                 for check in checks.values())
+    curve_ax.set_ylim(min(-0.2, lowest - 0.05), 1.05)
     curve_ax.set_xlabel("randomised down to")
     curve_ax.set_ylabel("Spearman ρ with the trained model's map")
     curve_ax.grid(alpha=0.3)

@@ -182,6 +182,17 @@ def test_compare_maps_ranks_the_perfect_map_first(looker, bright_region_image):
     assert set(table.curves["perfect"]) == {"deletion", "insertion"}
     with pytest.raises(ValueError, match="no column"):
         table.column("speed")
+    relative = h.compare_maps(looker, bright_region_image, {"perfect": true_mask()}, 0, steps=8,
+                              relative=True, progress=False)
+    original = table.curves["perfect"]["deletion"].scores[0]
+    np.testing.assert_allclose(relative.column("insertion"),
+                               table.column("insertion")[1:] / original, rtol=1e-6)
+    gray = h.compare_maps(looker, bright_region_image, {"perfect": true_mask()}, 0, steps=8,
+                          deletion_baseline="gray", insertion_baseline="black", progress=False)
+    expected = h.deletion_curve(looker, bright_region_image, true_mask(), 0, steps=8,
+                                baseline="gray", progress=False)
+    assert gray.column("deletion")[0] == pytest.approx(expected.auc)
+    assert gray.curves["perfect"]["insertion"].baseline == "black"
 
 
 # --------------------------------------------------------------------------
