@@ -17,6 +17,8 @@ from .plot import *  # noqa: F401,F403
 from .occlusion import *  # noqa: F401,F403
 from .saliency import *  # noqa: F401,F403
 from .cam import *  # noqa: F401,F403
+from .architecture import *  # noqa: F401,F403
+from .maximization import *  # noqa: F401,F403
 from .adversarial import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
