@@ -416,6 +416,11 @@ class NotebookPage:
         select.select_option(value)
         return value
 
+    def enter(self, cell, description: str, value: str) -> str:
+        """Type ``value`` into a text box or combobox (one input event, as when pasting)."""
+        self.control(cell, "text", description).locator("input").fill(value)
+        return value
+
     def nudge(self, cell, description: str, key: str = "ArrowRight") -> str:
         """Move a slider one step with the keyboard (as a student would); new value."""
         handle = self.control(cell, "slider", description).locator(".noUi-handle").first

@@ -176,9 +176,10 @@ def test_occlusion_patch_size_redraws(open_notebook):
 def test_gradcam_class_and_layer_redraw(open_notebook):
     notebook = open_notebook("05_gradcam.ipynb")
     run_all_without_errors(notebook)
-    explore = notebook.cell("interactive_output(")
+    explore = notebook.cell("widgets.interactive_output(explore")
     notebook.shot("interactive", explore)
-    assert_redraws(notebook, explore, lambda: notebook.choose(explore, "class"), "class")
+    # The class is a combobox (a text box with a list of the 1000 classes).
+    assert_redraws(notebook, explore, lambda: notebook.enter(explore, "class", "espresso"), "class")
     assert_redraws(notebook, explore, lambda: notebook.choose(explore, "layer"), "layer")
 
 
