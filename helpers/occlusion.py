@@ -21,11 +21,12 @@ is about, share one streaming engine (:func:`perturbation_scores`):
 A masked image is ``x_i = M_i * x + (1 - M_i) * fill`` (M = 1 where visible).
 
 Why it is fast: every masked copy goes through the network in fixed-size
-batches by one compiled forward function, so only ``batch_size`` images
-exist at a time (memory does not grow with the mask count) and TensorFlow
-traces the model once. The scores of **all** classes are kept (4 kB per
-mask), so a map for any class - the true one, "hotdog", "ice cream" - is a
-cheap contraction of the stored scores with the masks, with no new pass::
+batches by one compiled forward function, so TensorFlow traces the model
+once and only ``batch_size`` masked images exist at a time, whatever the
+mask count. The scores of **all** classes are kept (4 kB per mask; a mask
+itself is stored as its small grid), so a map for any class - the true
+one, "hotdog", "ice cream" - is a cheap contraction of the stored scores
+with the masks, with no new pass::
 
     scores = h.random_mask_scores(model, "cat_and_coffee", method="rise")
     cat, cup = scores.map("tabby"), scores.map("espresso")
@@ -324,8 +325,9 @@ def perturbation_scores(model, image, masks, *, fill="grey", score: str = "proba
     of the model's size. ``masks``: an object with ``count`` and
     ``chunk(start, stop) -> (n, H, W)`` visible-masks (:class:`PatchMasks`,
     :class:`RandomMasks`). Images are built and scored ``batch_size`` at a
-    time by one compiled function (the last batch is padded), so memory is
-    bounded by the batch size, not the mask count.
+    time by one compiled function (the last batch is padded), so the images
+    in flight are bounded by the batch size, not the mask count (the
+    returned scores take 4 kB per mask for 1000 classes).
 
     Returns ``(baseline, scores)``: float32 (C,) for the unmasked image and
     (masks.count, C) for the masked ones (softmax probabilities, or logits
@@ -336,8 +338,12 @@ def perturbation_scores(model, image, masks, *, fill="grey", score: str = "proba
     score = _check_score(score)
     batch_size = _positive_int(batch_size, "batch_size")
     image = np.asarray(image, dtype=np.float32)
+    height, width = input_size(model)
+    if image.shape != (height, width, 3):
+        raise ValueError(f"perturbation_scores needs one prepared image of shape "
+                         f"({height}, {width}, 3) for this model; got {image.shape} "
+                         "(h.prepare(photo, model)[0] makes one)")
     fill = fill_image(image, fill)
-    height, width = image.shape[:2]
     forward = _compiled_forward(model, batch_size, score)
     image_tensor, fill_tensor = tf.constant(image), tf.constant(fill)
 

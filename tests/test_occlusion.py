@@ -305,6 +305,8 @@ def test_random_masks_reject_bad_parameters(tiny_cnn, tiny_image, kwargs, error,
 def test_other_misuse(tiny_cnn, tiny_image):
     with pytest.raises(ValueError, match="method must be one of rise, binary"):
         h.random_mask_scores(tiny_cnn, tiny_image, method="lime", num_masks=4, progress=False)
+    with pytest.raises(ValueError, match=r"one prepared image of shape \(32, 32, 3\)"):
+        h.perturbation_scores(tiny_cnn, tiny_image[:16], CountingMasks(3), progress=False)
     with pytest.raises(ValueError, match="scores one image; got a batch of 2"):
         h.occlusion_scores(tiny_cnn, np.stack([tiny_image] * 2), progress=False)
     scores = h.random_mask_scores(tiny_cnn, tiny_image, num_masks=8, progress=False)
