@@ -114,11 +114,12 @@ class TqdmProgress(Callback):
 
 
 class Snapshots(Callback):
-    """Keeps copies of the image at chosen steps, to show how the ascent unfolds.
+    """Keeps copies of the images at chosen steps, and every step's scores.
 
     ``Snapshots(at=(8, 32, 128))``; after the run ``snapshots.images[32]`` is
-    the float32 batch ``(N, H, W, 3)`` after 32 steps and
-    ``snapshots.scores`` the mean score at every step.
+    the float32 batch ``(N, H, W, 3)`` after 32 steps, and
+    ``snapshots.scores`` a ``(steps, N)`` array: each image's score at each
+    step (measured on the jittered image the step climbed from).
     """
 
     def __init__(self, at=()):
@@ -126,15 +127,19 @@ class Snapshots(Callback):
         if any(step < 1 for step in self.at):
             raise ValueError(f"snapshot steps count from 1; got {self.at}")
         self.images: dict[int, np.ndarray] = {}
-        self.scores: list[float] = []
+        self._scores: list[np.ndarray] = []
 
     def on_begin(self, **kwargs) -> None:
-        self.images, self.scores = {}, []
+        self.images, self._scores = {}, []
 
     def __call__(self, i, values, grads, scores, model_outputs, **kwargs) -> None:
-        self.scores.append(float(np.mean([np.mean(np.asarray(s)) for s in scores])))
+        self._scores.append(np.asarray(scores[0], dtype=np.float32).reshape(-1))
         if i + 1 in self.at:
             self.images[i + 1] = np.array(values[0], dtype=np.float32)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.stack(self._scores) if self._scores else np.zeros((0, 0), np.float32)
 
 
 # --------------------------------------------------------------------------

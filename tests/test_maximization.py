@@ -128,11 +128,13 @@ def test_start_images_and_snapshots(tiny_cnn):
     photo = h.prepare("chelsea", tiny_cnn)
     image = h.maximize_class(tiny_cnn, 2, steps=4, start=photo, callbacks=[snapshots],
                              learning_rate=0.5, **PLAIN)
-    assert sorted(snapshots.images) == [1, 4] and len(snapshots.scores) == 4
+    assert sorted(snapshots.images) == [1, 4] and snapshots.scores.shape == (4, 1)
     np.testing.assert_allclose(snapshots.images[4][0], image, atol=1e-4)
     # Four small steps from the photo stay close to it (a few pixel levels per step).
     assert np.abs(image - photo[0]).max() < 4 * 0.5 * 32
-    assert snapshots.scores[-1] > snapshots.scores[0]
+    assert snapshots.scores[-1, 0] > snapshots.scores[0, 0]
+    np.testing.assert_allclose(snapshots.scores[0, 0], h.class_score(tiny_cnn, photo[0], 2),
+                               rtol=1e-5)
     grey = h.maximize_class(tiny_cnn, 2, steps=1, start="grey", **PLAIN)
     assert grey.shape == (size, size, 3)
 
