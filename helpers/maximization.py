@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import weakref
+from collections import OrderedDict
 
 import numpy as np
 
@@ -232,6 +233,7 @@ class _CompiledForward:
 
 
 _VISUALIZERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CACHED_TARGETS = 4
 
 
 def _weights_fingerprint(model) -> str:
@@ -247,18 +249,21 @@ def _visualizer(model, target_model, key):
     Building it clones the model (``ReplaceToLinear`` must not edit the
     user's model) and the first call compiles the graph; both take seconds,
     which an interactive slider should not pay on every move. A change of
-    the model's weights builds a fresh one.
+    the model's weights builds a fresh one; the last few targets are kept.
     """
     try:
-        cache = _VISUALIZERS.setdefault(model, {})
+        cache = _VISUALIZERS.setdefault(model, OrderedDict())
     except TypeError:
-        cache = {}
+        cache = OrderedDict()
     fingerprint = _weights_fingerprint(target_model)
     if key not in cache or cache[key][0] != fingerprint:
         visualizer = ActivationMaximization(target_model, model_modifier=ReplaceToLinear(),
                                             clone=True)
         visualizer.model = _CompiledForward(visualizer.model)
         cache[key] = (fingerprint, visualizer)
+    cache.move_to_end(key)
+    while len(cache) > _CACHED_TARGETS:  # each holds a copy of (part of) the model's weights
+        cache.popitem(last=False)
     return cache[key][1]
 
 
@@ -406,8 +411,8 @@ def maximization_target(model: keras.Model, layer, *, pre_activation: bool = Tru
     """
     found = find_layer(model, layer)
     if len(_output_shape(found)) != 3:
-        names = [l.name for _, l in _walk(model) if len(_output_shape(l)) == 3
-                 and not isinstance(l, keras.Model)]
+        names = [candidate.name for _, candidate in _walk(model)
+                 if len(_output_shape(candidate)) == 3 and not isinstance(candidate, keras.Model)]
         raise ValueError(
             f"layer {found.name!r} outputs shape {_output_shape(found)}, not a spatial map "
             f"(h, w, channels); channel maximisation needs a convolutional layer such as "
@@ -415,7 +420,7 @@ def maximization_target(model: keras.Model, layer, *, pre_activation: bool = Tru
     if pre_activation and isinstance(found, (keras.layers.ReLU, keras.layers.Activation)):
         history = getattr(found.input, "_keras_history", None)
         feeding = getattr(history, "operation", None)
-        if feeding is not None and any(l is feeding for l in model.layers):
+        if feeding is not None and any(candidate is feeding for candidate in model.layers):
             return feeding.name
     return found.name
 
