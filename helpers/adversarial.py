@@ -46,7 +46,7 @@ import keras
 
 from .images import as_batch
 from .labels import resolve_classes
-from .models import input_size
+from .models import input_size, predict_logits
 
 __all__ = [
     "ATTACK_METHODS",
@@ -81,8 +81,8 @@ def _check_model(model):
     return model
 
 
-def _compiled(model):
-    """(loss_and_gradient, logits) tf.functions for ``model``, traced once per model.
+def _compiled_loss_gradient(model):
+    """The loss-and-gradient tf.function for ``model``, traced once per model.
 
     A None batch dimension in the signature means one trace serves every
     chunk size; eager calls would cost several times more on a CPU.
@@ -102,18 +102,14 @@ def _compiled(model):
             # summed loss holds each image's own gradient.
             return loss, tape.gradient(loss, images), logits
 
-        @tf.function(input_signature=[image_spec])
-        def logits(images):
-            return model(images, training=False)
-
-        functions = (loss_and_gradient, logits)
+        functions = loss_and_gradient
         _COMPILED[model] = functions
     return functions
 
 
 def _loss_and_gradient(model, images, labels):
     """Per-image losses (N,) and input gradients (N, H, W, 3) as numpy arrays."""
-    loss, gradient, _ = _compiled(model)[0](
+    loss, gradient, _ = _compiled_loss_gradient(model)(
         tf.constant(np.asarray(images, dtype=np.float32)),
         tf.constant(np.asarray(labels, dtype=np.int64)))
     return loss.numpy(), gradient.numpy()
@@ -121,12 +117,6 @@ def _loss_and_gradient(model, images, labels):
 
 def _num_classes(model) -> int:
     return int(model.outputs[0].shape[-1])
-
-
-def _logits(model, batch, batch_size):
-    forward = _compiled(model)[1]
-    return np.concatenate([forward(tf.constant(batch[i:i + batch_size])).numpy()
-                           for i in range(0, len(batch), batch_size)])
 
 
 def predict_classes(model, images, *, fit: str = "crop", batch_size: int = 32) -> np.ndarray:
@@ -137,7 +127,7 @@ def predict_classes(model, images, *, fit: str = "crop", batch_size: int = 32) -
     _check_model(model)
     _check_batch_size(batch_size)
     batch, single = as_batch(images, model, fit=fit)
-    classes = np.argmax(_logits(model, batch, batch_size), axis=-1).astype(np.int64)
+    classes = np.argmax(predict_logits(model, batch, batch_size), axis=-1).astype(np.int64)
     return classes[0] if single else classes
 
 
@@ -432,7 +422,7 @@ def success_rates(model, images, class_index=None, *, epsilons=DEFAULT_EPSILONS,
     epsilon_values = _check_epsilons(epsilons)
     batch, _ = as_batch(images, model, fit=fit)
     classes = _num_classes(model)
-    clean_classes = np.argmax(_logits(model, batch, batch_size), axis=-1).astype(np.int64)
+    clean_classes = np.argmax(predict_logits(model, batch, batch_size), axis=-1).astype(np.int64)
     if target_class is not None:
         if class_index is not None:
             raise ValueError("give class_index (untargeted) or target_class (targeted), not both")
@@ -454,7 +444,7 @@ def success_rates(model, images, class_index=None, *, epsilons=DEFAULT_EPSILONS,
                 for column, epsilon in enumerate(epsilon_values):
                     adversarial = np.clip(clean + epsilon * sign, 0.0, 255.0).astype(np.float32)
                     adversarial_classes[start:start + batch_size, column] = np.argmax(
-                        _logits(model, adversarial, batch_size), axis=-1)
+                        predict_logits(model, adversarial, batch_size), axis=-1)
                 bar.update()
     else:
         # One row per (epsilon, image) pair, epsilon-major so that a chunk's rows
@@ -471,7 +461,7 @@ def success_rates(model, images, class_index=None, *, epsilons=DEFAULT_EPSILONS,
                     model, batch[image_of_row[rows]], labels[image_of_row[rows]],
                     epsilon_of_row[rows], targeted=targeted, steps=step_counts[rows],
                     step_size=step_sizes[rows])
-                flat[rows] = np.argmax(_logits(model, adversarial, batch_size), axis=-1)
+                flat[rows] = np.argmax(predict_logits(model, adversarial, batch_size), axis=-1)
                 bar.update()
         adversarial_classes[:] = flat.reshape(n_eps, n_images).T
     target = int(labels[0]) if targeted else None
@@ -628,7 +618,7 @@ def transfer_rates(source_model, target_models, images, class_index=None, *,
         for start in chunks:
             part = slice(start, start + batch_size)
             clean = batch[part]
-            baselines = [np.argmax(_logits(model, show(clean), batch_size), axis=-1)
+            baselines = [np.argmax(predict_logits(model, show(clean), batch_size), axis=-1)
                          for _, model, show, _ in views]
             labels = baselines[0].astype(np.int64) if labels_all is None else labels_all[part]
             signs = np.stack([_random_signs(clean.shape[1:], seed, start + i)
@@ -643,7 +633,7 @@ def transfer_rates(source_model, target_models, images, class_index=None, *,
                 if noise_control:
                     perturbed["noise"] = np.clip(clean + epsilon * signs, 0.0, 255.0)
                 for row, ((_, model, show, kind), baseline) in enumerate(zip(views, baselines)):
-                    predicted = np.argmax(_logits(model, show(perturbed[kind]), batch_size), -1)
+                    predicted = np.argmax(predict_logits(model, show(perturbed[kind]), batch_size), -1)
                     success[row, part, column] = predicted != baseline
                 bar.update()
     return TransferTable(source_name, method, epsilon_values, [v[0] for v in views], success)

@@ -60,7 +60,6 @@ so every method scores the logit y^c, as the papers do.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 import weakref
 from collections import OrderedDict
@@ -71,6 +70,7 @@ import numpy as np
 from .environment import tf
 import keras
 
+from ._checks import logit_count, positive_int, progress_bar
 from .images import as_batch
 from .labels import resolve_classes
 from .models import feature_model, find_layer, input_size, last_spatial_layer, spatial_layers
@@ -98,29 +98,10 @@ _CACHE_SIZE = 8
 # Checks
 # --------------------------------------------------------------------------
 
-def _check_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a Keras model, not {type(model).__name__}")
-    shape = model.outputs[0].shape
-    if len(model.outputs) != 1 or len(shape) != 2 or shape[-1] is None:
-        raise ValueError(
-            f"model {model.name!r} must have one output of shape (batch, classes) (the logits); "
-            f"its outputs have shapes {[tuple(o.shape) for o in model.outputs]}")
-    return int(shape[-1])
-
-
 def _check_method(method):
     if method not in CAM_METHODS:
         raise ValueError(f"unknown method {method!r}; use one of "
                          f"{', '.join(map(repr, CAM_METHODS))}")
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
 
 
 def cam_layer(model, layer=None) -> str:
@@ -242,18 +223,12 @@ def upsample_map(maps, size) -> np.ndarray:
 # Grad-CAM and Grad-CAM++ (tf-keras-vis)
 # --------------------------------------------------------------------------
 
-def _progress_bar(total, enabled, description, unit):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=description, unit=unit, leave=False)
-
-
 def _gradient_cams(engine, batch, classes, method, batch_size, progress):
     from tf_keras_vis.utils.scores import CategoricalScore
 
     explainer = engine.explainers[method]
     cams = np.empty((len(batch),) + engine.map_size, dtype=np.float32)
-    with _progress_bar(len(batch), progress and len(batch) > batch_size, method, "image") as bar:
+    with progress_bar(len(batch), progress and len(batch) > batch_size, method, "image") as bar:
         for start in range(0, len(batch), batch_size):
             stop = min(start + batch_size, len(batch))
             with warnings.catch_warnings():
@@ -308,7 +283,7 @@ def _score_cams(engine, batch, classes, max_channels, batch_size, progress):
     count = engine.channels if max_channels is None else max_channels
     cams = np.empty((len(batch),) + engine.map_size, dtype=np.float32)
     label = "Score-CAM" if count == engine.channels else f"Faster Score-CAM ({count} maps)"
-    with _progress_bar(len(batch) * count, progress, label, "mask") as bar:
+    with progress_bar(len(batch) * count, progress, label, "mask") as bar:
         for index, image in enumerate(batch):
             maps = engine.activations(image[None])[0]
             if count < engine.channels:
@@ -331,7 +306,7 @@ def _resolve_max_channels(method, max_channels, channels):
         # The default top-N of a layer with fewer maps than N is all of them.
         fewer = FASTER_SCORECAM_CHANNELS if method == "faster-scorecam" else channels
         return fewer if fewer < channels else None
-    max_channels = _check_positive_int(max_channels, "max_channels")
+    max_channels = positive_int(max_channels, "max_channels")
     if max_channels > channels:
         raise ValueError(f"max_channels must be between 1 and the layer's {channels} channels, "
                          f"got {max_channels}")
@@ -368,9 +343,9 @@ def gradcam(model, images, class_index=None, *, layer=None, method: str = "gradc
     Returns float32 (H, W) for one image or (N, H, W) for a batch, at the
     model's input size, upsampled by :func:`upsample_map`.
     """
-    num_classes = _check_model(model)
+    num_classes = logit_count(model)
     _check_method(method)
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = positive_int(batch_size, "batch_size")
     layer_name = cam_layer(model, layer)
     batch, single = as_batch(images, model)
     classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
@@ -403,7 +378,7 @@ def guided_gradcam(model, images, class_index=None, *, layer=None, reduce: str =
     """
     from .saliency import reduce_gradients, saliency
 
-    num_classes = _check_model(model)
+    num_classes = logit_count(model)
     batch, single = as_batch(images, model)
     classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
                               num_classes=num_classes)
@@ -450,7 +425,7 @@ def gradcam_parts(model, images, class_index=None, *, layer=None) -> GradcamPart
     (Selvaraju et al. 2017, *Grad-CAM*.) Same arguments as :func:`gradcam`;
     ``heatmap`` equals ``gradcam(..., method="gradcam")``.
     """
-    num_classes = _check_model(model)
+    num_classes = logit_count(model)
     layer_name = cam_layer(model, layer)
     batch, single = as_batch(images, model)
     classes = resolve_classes(class_index, len(batch), model=model, batch=batch,

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import random
 import re
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .environment import choose, tf
+from ._checks import positive_int
 from .images import as_batch
 from .labels import class_name, resolve_classes
-from .models import input_size, probabilities
+from .models import compiled_logits, input_size, probabilities
 
 __all__ = [
     "PerturbationCurve",
@@ -115,41 +115,13 @@ def _maps_for_batch(heatmaps, batch: np.ndarray, single: bool) -> np.ndarray:
     return maps
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------
 # Fast batched class probabilities
 # --------------------------------------------------------------------------
 
-# One compiled forward pass per model, reused across calls; its input
-# signature leaves the batch size free, so it is traced once.
-_COMPILED = weakref.WeakKeyDictionary()
-
-
-def _compiled_forward(model):
-    try:
-        return _COMPILED[model]
-    except (KeyError, TypeError):
-        pass
-    height, width = input_size(model)
-    forward = tf.function(lambda batch: model(batch, training=False),
-                          input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
-    try:
-        _COMPILED[model] = forward
-    except TypeError:  # an object without weak references: just do not cache
-        pass
-    return forward
-
-
 def _class_probabilities(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Softmax probability of ``classes[i]`` for ``images[i]``."""
-    logits = np.asarray(_compiled_forward(model)(tf.constant(images, dtype=tf.float32)))
+    logits = np.asarray(compiled_logits(model)(tf.constant(images, dtype=tf.float32)))
     return probabilities(logits)[np.arange(len(images)), classes]
 
 
@@ -223,8 +195,8 @@ def _perturbation_curve(kind, model, images, heatmaps, class_index, steps, basel
 
     batch, single = as_batch(images, model)
     maps = _maps_for_batch(heatmaps, batch, single)
-    steps = _check_positive_int(choose(50, 12) if steps is None else steps, "steps")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    steps = positive_int(choose(50, 12) if steps is None else steps, "steps")
+    batch_size = positive_int(batch_size, "batch_size")
     if not blur_sigma > 0:
         raise ValueError(f"blur_sigma must be positive, not {blur_sigma}")
     classes = resolve_classes(class_index, len(batch), model=model, batch=batch)

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import tempfile
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = [
     "input_size",
     "probabilities",
     "predict_logits",
+    "compiled_logits",
     "find_layer",
     "layer_names",
     "spatial_layers",
@@ -413,10 +415,31 @@ def input_size(model: keras.Model) -> tuple[int, int]:
     return int(shape[1]), int(shape[2])
 
 
+_COMPILED_LOGITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_logits(model: keras.Model):
+    """The model's forward pass as one traced ``tf.function`` (any batch size).
+
+    Traced once per model and reused by every lesson: on a CPU an eager
+    Keras call costs several times more than the compiled graph. The cache
+    holds the model weakly, so it never keeps a model alive.
+    """
+    forward = _COMPILED_LOGITS.get(model)
+    if forward is None:
+        height, width = input_size(model)
+        model_ref = weakref.ref(model)
+        forward = tf.function(lambda batch: model_ref()(batch, training=False),
+                              input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
+        _COMPILED_LOGITS[model] = forward
+    return forward
+
+
 def predict_logits(model: keras.Model, batch, batch_size: int = 32) -> np.ndarray:
     """Logits for a float32 batch (N, H, W, 3) of 0..255 pixels, in chunks."""
     batch = np.asarray(batch, dtype=np.float32)
-    outputs = [np.asarray(model(batch[i:i + batch_size], training=False))
+    forward = compiled_logits(model)
+    outputs = [forward(tf.constant(batch[i:i + batch_size])).numpy()
                for i in range(0, len(batch), batch_size)]
     return np.concatenate(outputs, axis=0)
 

@@ -33,9 +33,10 @@ import numbers
 import numpy as np
 
 from .environment import choose
-from .adversarial import (_check_batch_size, _check_epsilon, _check_model, _logits,
+from .adversarial import (_check_batch_size, _check_epsilon, _check_model,
                           _loss_and_gradient, _num_classes)
 from .images import as_batch
+from .models import predict_logits
 from .labels import resolve_classes
 
 __all__ = [
@@ -218,8 +219,8 @@ def fooling_rate(model, images, perturbation, *, fit: str = "crop",
     _check_batch_size(batch_size)
     batch, _ = as_batch(images, model, fit=fit)
     perturbed = np.clip(batch + _check_perturbation(perturbation, batch), 0.0, 255.0)
-    clean = np.argmax(_logits(model, batch, batch_size), axis=-1)
-    attacked = np.argmax(_logits(model, perturbed.astype(np.float32), batch_size), axis=-1)
+    clean = np.argmax(predict_logits(model, batch, batch_size), axis=-1)
+    attacked = np.argmax(predict_logits(model, perturbed.astype(np.float32), batch_size), axis=-1)
     return float(np.mean(clean != attacked))
 
 

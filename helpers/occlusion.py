@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .environment import choose, tf  # noqa: F401  (quiet TF import first)
+from ._checks import positive_int
 from .images import as_batch
 from .labels import resolve_classes
 from .models import input_size
@@ -76,14 +77,6 @@ CONTRACTION_CHUNK = 128  # masks regenerated at a time when maps are contracted
 # --------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer (1 or more), not {value}")
-    return int(value)
-
 
 def _check_score(score: str) -> str:
     if score not in SCORES:
@@ -142,9 +135,9 @@ def patch_starts(length: int, patch_size: int, stride: int) -> np.ndarray:
     Patches are cut at the image edge. 224 px, patch 32, stride 8: 27
     positions (-8, 0, ..., 200).
     """
-    length = _positive_int(length, "the image size")
-    patch_size = _positive_int(patch_size, "patch_size")
-    stride = _positive_int(stride, "stride")
+    length = positive_int(length, "the image size")
+    patch_size = positive_int(patch_size, "patch_size")
+    stride = positive_int(stride, "stride")
     if patch_size > length:
         raise ValueError(
             f"patch_size {patch_size} is larger than the image ({length} pixels); use "
@@ -246,8 +239,8 @@ class RandomMasks:
     shifts: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.count = _positive_int(self.count, "num_masks")
-        self.grid_size = _positive_int(self.grid_size, "grid_size")
+        self.count = positive_int(self.count, "num_masks")
+        self.grid_size = positive_int(self.grid_size, "grid_size")
         if self.method not in MASK_METHODS:
             raise ValueError(f"method must be one of {', '.join(MASK_METHODS)}, not {self.method!r}")
         if self.grid_size > min(self.height, self.width):
@@ -336,7 +329,7 @@ def perturbation_scores(model, image, masks, *, fill="grey", score: str = "proba
     from tqdm.auto import tqdm
 
     score = _check_score(score)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = positive_int(batch_size, "batch_size")
     image = np.asarray(image, dtype=np.float32)
     height, width = input_size(model)
     if image.shape != (height, width, 3):
@@ -456,7 +449,7 @@ class RandomMaskScores:
         classes, single = _class_indices(class_index, self.baseline)
         if not single:
             raise ValueError("maps_at takes one class; call it once per class")
-        counts = [_positive_int(n, "a mask count") for n in counts]
+        counts = [positive_int(n, "a mask count") for n in counts]
         return self._partial_sums(classes, counts)[:, 0]
 
     def map(self, class_index=None, *, num_masks: int | None = None) -> np.ndarray:
@@ -465,7 +458,7 @@ class RandomMaskScores:
         RISE: ``1/(N p) sum_i s_i M_i``; binary: ``1/N sum_i s_i (2 M_i - 1)``.
         """
         classes, single = _class_indices(class_index, self.baseline)
-        count = self.masks.count if num_masks is None else _positive_int(num_masks, "num_masks")
+        count = self.masks.count if num_masks is None else positive_int(num_masks, "num_masks")
         maps = self._partial_sums(classes, [count])[0]
         return maps[0] if single else maps
 
@@ -550,7 +543,7 @@ def occlusion_map(model, images, class_index=None, *, patch_size: int = 32, stri
     (H, W), or (N, H, W) for several images.
     """
     _check_score(score)
-    _positive_int(batch_size, "batch_size")
+    positive_int(batch_size, "batch_size")
     height, width = input_size(model)
     PatchMasks(height, width, patch_size, stride)  # bad parameters fail before any work
     return _maps_per_image(model, images, class_index, lambda m, image: occlusion_scores(
@@ -561,11 +554,11 @@ def occlusion_map(model, images, class_index=None, *, patch_size: int = 32, stri
 def _random_map(method, model, images, class_index, num_masks, grid_size, keep_probability,
                 fill, seed, score, batch_size, progress):
     _check_score(score)
-    _positive_int(batch_size, "batch_size")
+    positive_int(batch_size, "batch_size")
     height, width = input_size(model)
     count = choose(2000, 300) if num_masks is None else num_masks
     RandomMasks(height, width, 1, grid_size, keep_probability, method)  # early checks
-    _positive_int(count, "num_masks")
+    positive_int(count, "num_masks")
     return _maps_per_image(model, images, class_index, lambda m, image: random_mask_scores(
         m, image, method=method, num_masks=count, grid_size=grid_size,
         keep_probability=keep_probability, fill=fill, seed=seed, score=score,

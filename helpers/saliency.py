@@ -57,6 +57,7 @@ import numpy as np
 from .environment import choose, tf
 import keras
 
+from ._checks import logit_count, positive_int, progress_bar
 from .images import as_batch
 from .labels import resolve_classes
 
@@ -94,23 +95,6 @@ def _check_reduce(reduce):
     if reduce not in REDUCTIONS:
         raise ValueError(
             f"unknown reduce {reduce!r}; use one of {', '.join(map(repr, REDUCTIONS))}")
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
-
-
-def _number_of_classes(model) -> int:
-    shape = model.outputs[0].shape
-    if len(model.outputs) != 1 or len(shape) != 2 or shape[-1] is None:
-        raise ValueError(
-            f"model {model.name!r} must have one output of shape (batch, classes) (the logits); "
-            f"its outputs have shapes {[tuple(o.shape) for o in model.outputs]}")
-    return int(shape[-1])
 
 
 def reduce_gradients(gradients, reduce="max_abs") -> np.ndarray:
@@ -240,12 +224,6 @@ def _model_for(model, method):
 # Vanilla and guided gradients
 # --------------------------------------------------------------------------
 
-def _progress_bar(total, enabled, description):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=description, unit="image", leave=False)
-
-
 def saliency(model, images, class_index=None, *, method: str = "vanilla",
              reduce: str | None = "max_abs", batch_size: int = 16,
              progress: bool = True) -> np.ndarray:
@@ -274,13 +252,13 @@ def saliency(model, images, class_index=None, *, method: str = "vanilla",
 
     _check_method(method)
     _check_reduce(reduce)
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = positive_int(batch_size, "batch_size")
     batch, single = as_batch(images, model)
     classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                              num_classes=_number_of_classes(model))
+                              num_classes=logit_count(model))
     explainer = Saliency(_model_for(model, method), clone=False)
     gradients = np.empty(batch.shape, dtype=np.float32)
-    with _progress_bar(len(batch), progress and len(batch) > batch_size, "saliency") as bar:
+    with progress_bar(len(batch), progress and len(batch) > batch_size, "saliency", "image") as bar:
         for start in range(0, len(batch), batch_size):
             stop = min(start + batch_size, len(batch))
             with warnings.catch_warnings():
@@ -366,8 +344,8 @@ def smoothgrad(model, images, class_index=None, *, noise_level: float = 0.15,
     if not np.isfinite(noise_level) or noise_level < 0:
         raise ValueError(f"noise_level must be a finite number >= 0 (a fraction of the 0..255 "
                          f"range, e.g. 0.15), got {noise_level}")
-    samples = _check_positive_int(choose(50, 10) if samples is None else samples, "samples")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    samples = positive_int(choose(50, 10) if samples is None else samples, "samples")
+    batch_size = positive_int(batch_size, "batch_size")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)
     elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -375,14 +353,14 @@ def smoothgrad(model, images, class_index=None, *, noise_level: float = 0.15,
 
     batch, single = as_batch(images, model)
     classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                              num_classes=_number_of_classes(model)).astype(np.int32)
+                              num_classes=logit_count(model)).astype(np.int32)
     gradients_of = _gradient_function(model, method)
     sigma = np.float32(noise_level * 255.0)
     image_shape = batch.shape[1:]
     sums = np.zeros(batch.shape if reduce is None else batch.shape[:-1], dtype=np.float64)
     total = len(batch) * samples
     noisy = np.empty((min(batch_size, total),) + image_shape, dtype=np.float32)
-    with _progress_bar(total, progress, "SmoothGrad") as bar:
+    with progress_bar(total, progress, "SmoothGrad", "image") as bar:
         for start in range(0, total, batch_size):
             # Work items (image, sample) in image-major order; one batch may
             # hold samples of several images.

@@ -262,7 +262,7 @@ def test_fills():
 
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"patch_size": 40}, ValueError, "larger than the image"),
-    ({"stride": 0}, ValueError, "stride must be a positive integer"),
+    ({"stride": 0}, ValueError, "stride must be at least 1, got 0"),
     ({"stride": 2.5}, TypeError, "stride must be a positive integer"),
     ({"patch_size": 8, "stride": 9}, ValueError, "larger than patch_size"),
     ({"fill": "pink"}, ValueError, "unknown fill 'pink'; use one of grey, black, mean, blur"),
@@ -290,9 +290,9 @@ def test_class_out_of_range(tiny_cnn, tiny_image, class_index, match):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"num_masks": 0}, ValueError, "num_masks must be a positive integer"),
+    ({"num_masks": 0}, ValueError, "num_masks must be at least 1, got 0"),
     ({"keep_probability": 1.0}, ValueError, "strictly between 0 and 1"),
-    ({"grid_size": 0}, ValueError, "grid_size must be a positive integer"),
+    ({"grid_size": 0}, ValueError, "grid_size must be at least 1, got 0"),
     ({"grid_size": 33}, ValueError, "more cells than the image has pixels"),
     ({"fill": "white"}, ValueError, "unknown fill"),
 ])
