@@ -19,7 +19,10 @@ timed three ways, side by side in one run:
 The three run in ``--repeats`` interleaved rounds (a slice of the loop,
 the helpers, the floor), so on a shared machine all three see the same
 stretch of load; times are medians over rounds, and "helpers vs floor" is
-the median of the per-round ratios of adjacent runs. The compiled
+the median of the per-round ratios of adjacent runs. Each time is given as
+wall-clock seconds and as CPU seconds of the process: CPU time hardly
+changes when other processes share the cores, so on a busy machine its
+ratios are the reliable ones. The compiled
 functions are traced before timing. Peak memory is measured in a fresh
 process per mask count (``ru_maxrss``). Prints markdown tables.
 """
@@ -52,10 +55,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def timed(function):
-    start = time.perf_counter()
+def timed(function) -> np.ndarray:
+    """(wall-clock seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     function()
-    return time.perf_counter() - start
+    return np.array([time.perf_counter() - wall, time.process_time() - cpu])
 
 
 def loop_seconds(model, image, masks, start, stop):
@@ -132,15 +136,16 @@ def speed_rows(model, image, args):
         # Rounds of loop slice, helpers, floor: all three sample the same stretch of
         # machine load; the helpers/floor ratio is taken per round, from adjacent runs.
         segments = np.linspace(0, loop_count, args.repeats + 1).astype(int)
-        loop_total, helper_times, floor_times = 0.0, [], []
+        loop_total, helper_times, floor_times = np.zeros(2), [], []
         for first, last in zip(segments[:-1], segments[1:]):
             loop_total += loop_seconds(model, image, masks, first, last)
             helper_times.append(timed(lambda: helper(model, args.batch_size)))
             floor_times.append(floor_run())
         loop = loop_total * count / loop_count
-        ratio = float(np.median(np.array(helper_times) / np.array(floor_times)))
-        rows.append((name, count, loop, loop_count, float(np.median(helper_times)),
-                     float(np.median(floor_times)), ratio))
+        helper_times, floor_times = np.array(helper_times), np.array(floor_times)
+        rows.append((name, count, loop, loop_count, np.median(helper_times, axis=0),
+                     np.median(floor_times, axis=0),
+                     np.median(helper_times / floor_times, axis=0)))
         print(f"  done: {name}", file=sys.stderr)
     return rows
 
@@ -204,13 +209,21 @@ def main(argv=None) -> None:
           f"{args.batch_size}; {os.cpu_count()} CPU cores ({platform.machine()}); load average "
           f"{load_before:.1f} before, {load_after:.1f} after; medians of {args.repeats} "
           f"interleaved rounds{'; --quick' if args.quick else ''}\n")
-    print("| workload | forward passes | one-at-a-time `model.predict` loop (s) | helpers (s) "
-          "| batched inference floor (s) | helpers vs loop | helpers vs floor |")
+    print("Times: wall-clock s / CPU s of the process. CPU time barely moves with other "
+          "processes' load, so its ratios are the ones to trust on a shared machine.\n")
+    print("| workload | forward passes | one-at-a-time `model.predict` loop | helpers "
+          "| batched inference floor | helpers vs loop (wall / CPU) "
+          "| helpers vs floor (wall / CPU) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, count, loop, loop_count, helper, floor, ratio in rows:
         scaled = "" if loop_count == count else f" (timed on {loop_count})"
-        print(f"| {name} | {count} | {loop:.1f}{scaled} | {helper:.1f} | {floor:.1f} | "
-              f"{loop / helper:.1f}x faster | {100 * (ratio - 1):+.0f}% |")
+        speedup = loop / helper
+        print(f"| {name} | {count} | {loop[0]:.1f} / {loop[1]:.1f}{scaled} | "
+              f"{helper[0]:.1f} / {helper[1]:.1f} | {floor[0]:.1f} / {floor[1]:.1f} | "
+              f"{speedup[0]:.1f}x / {speedup[1]:.1f}x | "
+              f"{100 * (ratio[0] - 1):+.0f}% / {100 * (ratio[1] - 1):+.0f}% |")
+    if not memory:
+        return
     print("\nPeak memory of a fresh process scoring N RISE masks (scores of all 1000 classes "
           "are kept: 4 kB per mask)\n")
     print("| masks | peak RSS after warm-up (MB) | peak RSS after the run (MB) | growth (MB) "
