@@ -131,6 +131,20 @@ def predict_classes(model, images, *, fit: str = "crop", batch_size: int = 32) -
     return classes[0] if single else classes
 
 
+def _losses_and_gradients(model, images, class_index, fit, batch_size):
+    """Per-image cross-entropy (N,) and its input gradient (N, H, W, 3), chunked."""
+    _check_model(model)
+    _check_batch_size(batch_size)
+    batch, single = as_batch(images, model, fit=fit)
+    labels = resolve_classes(class_index, len(batch), model=model, batch=batch,
+                             num_classes=_num_classes(model))
+    chunks = [_loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])
+              for i in range(0, len(batch), batch_size)]
+    losses = np.concatenate([loss for loss, _ in chunks]).astype(np.float32)
+    gradients = np.concatenate([gradient for _, gradient in chunks]).astype(np.float32)
+    return losses, gradients, single
+
+
 def cross_entropy(model, images, class_index=None, *, fit: str = "crop",
                   batch_size: int = 32):
     """The loss an attack climbs: ``L(x, y) = -log softmax(logits(x))[y]``.
@@ -138,14 +152,7 @@ def cross_entropy(model, images, class_index=None, *, fit: str = "crop",
     ``class_index`` None = each image's predicted class. Returns a float for
     one image, a float32 array (N,) for a batch.
     """
-    _check_model(model)
-    _check_batch_size(batch_size)
-    batch, single = as_batch(images, model, fit=fit)
-    labels = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                             num_classes=_num_classes(model))
-    losses = np.concatenate([
-        _loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])[0]
-        for i in range(0, len(batch), batch_size)]).astype(np.float32)
+    losses, _, single = _losses_and_gradients(model, images, class_index, fit, batch_size)
     return float(losses[0]) if single else losses
 
 
@@ -157,14 +164,7 @@ def loss_gradient(model, images, class_index=None, *, fit: str = "crop",
     ``class_index`` None = each image's predicted class. Units: loss per
     pixel level. Returns float32 (H, W, 3) for one image or (N, H, W, 3).
     """
-    _check_model(model)
-    _check_batch_size(batch_size)
-    batch, single = as_batch(images, model, fit=fit)
-    labels = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                             num_classes=_num_classes(model))
-    gradients = np.concatenate([
-        _loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])[1]
-        for i in range(0, len(batch), batch_size)]).astype(np.float32)
+    _, gradients, single = _losses_and_gradients(model, images, class_index, fit, batch_size)
     return gradients[0] if single else gradients
 
 
