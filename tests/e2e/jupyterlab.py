@@ -9,6 +9,8 @@ does: the menus (*Edit > Clear Outputs of All Cells*, *Run > Run All Cells*),
 drop-downs, slider handles, buttons; it reads the kernel status from the
 page, finds error outputs and widgets that failed to render, and times how
 long a figure takes to change after a widget event, measured in the page.
+JupyterLab is started with ``expose_app_in_browser`` so that error outputs
+can be read from the notebook's cell models (``window.jupyterapp``), exactly.
 
 Playwright drives the system's Chromium (Debian's ``chromium`` package, or
 the executable named by ``UNMASKING_CNNS_CHROMIUM``); no browser is ever
