@@ -44,6 +44,7 @@ import numpy as np
 from .environment import tf  # noqa: F401  (quiet TF import first)
 import keras
 
+from ._checks import progress_bar
 from .images import as_batch
 from .labels import resolve_classes
 from .models import input_size, predict_logits
@@ -259,9 +260,8 @@ def _method_schedule(method, epsilons, steps, step_size):
 
 
 def _progress(total, progress, desc):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not progress or total <= 1, leave=False)
+    """The shared progress bar, hidden when there is a single step to show."""
+    return progress_bar(total, progress and total > 1, desc)
 
 
 def attack(model, images, class_index=None, *, method: str = "fgsm", epsilon: float = 4.0,
