@@ -10,10 +10,12 @@ explanation returns a raw float32 map of the image's size; ``h.show`` draws.
 """
 
 from .environment import *  # noqa: F401,F403  (imports TensorFlow quietly, first)
+from .pipeline import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
 from .labels import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
+from .masks import *  # noqa: F401,F403
 from .occlusion import *  # noqa: F401,F403
 from .saliency import *  # noqa: F401,F403
 from .cam import *  # noqa: F401,F403

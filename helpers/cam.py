@@ -53,16 +53,14 @@ What comes from a library and what is written here:
   aligns the corner cells with the image corners instead, which stretches
   the map outwards by up to half a cell.
 
-Models whose last layer applies a softmax are explained through a copy with
-that activation replaced by the identity (tf-keras-vis ``ReplaceToLinear``),
-so every method scores the logit y^c, as the papers do.
+Models whose last layer applies a softmax are explained through their
+softmax-free twin (:mod:`helpers.pipeline`, sharing the model's weights), so
+every method scores the logit y^c, as the papers do.
 """
 
 from __future__ import annotations
 
 import warnings
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,10 +68,9 @@ import numpy as np
 from .environment import tf
 import keras
 
-from ._checks import logit_count, positive_int, progress_bar
-from .images import as_batch
-from .labels import resolve_classes
-from .models import feature_model, find_layer, input_size, last_spatial_layer, spatial_layers
+from .models import feature_model, find_layer, last_spatial_layer, spatial_layers
+from .pipeline import (batches, cached, check_bool, check_choice, explanation_call,
+                       logits_model, positive_int, progress_bar)
 from .plot import normalise_map
 
 __all__ = [
@@ -91,17 +88,141 @@ CAM_METHODS = ("gradcam", "gradcam++", "scorecam", "faster-scorecam")
 FASTER_SCORECAM_CHANNELS = 32
 _SCORECAM_METHODS = ("scorecam", "faster-scorecam")
 _MASK_EPSILON = 1e-7  # keras.backend.epsilon(), as tf-keras-vis scales its masks
-_CACHE_SIZE = 8
 
 
 # --------------------------------------------------------------------------
-# Checks
+# The methods
 # --------------------------------------------------------------------------
 
-def _check_method(method):
-    if method not in CAM_METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of "
-                         f"{', '.join(map(repr, CAM_METHODS))}")
+def gradcam(model, images, class_index=None, *, layer=None, method: str = "gradcam",
+            max_channels: int | None = None, normalise: bool = False, batch_size: int = 16,
+            progress: bool = True) -> np.ndarray:
+    """A class activation map of one layer, upsampled to the image.
+
+    ``L^c = ReLU(sum_k alpha_k^c A^k)`` with the channel weights of ``method``
+    (see the module docstring for the formulas and papers):
+
+    * ``"gradcam"``: alpha_k^c = mean_ij dy^c/dA^k_ij (Selvaraju et al. 2017),
+      computed by tf-keras-vis ``Gradcam``;
+    * ``"gradcam++"``: Chattopadhay et al. 2018, tf-keras-vis ``GradcamPlusPlus``
+      (its values scale with exp(y^c));
+    * ``"scorecam"``: alpha_k^c = softmax score of the image masked by map k
+      (Wang et al. 2020), one forward pass per channel, ``batch_size`` masks
+      at a time (streamed here; tf-keras-vis' ``Scorecam`` holds all masks);
+    * ``"faster-scorecam"``: Score-CAM on the ``max_channels`` maps with the
+      largest spatial std (default :data:`FASTER_SCORECAM_CHANNELS`).
+
+    ``images``: one image (sample name, path, PIL, array), a list or a
+    prepared batch. ``class_index``: None (each image's predicted class), an
+    index or ImageNet name, or one per image. ``layer``: a layer name (also
+    inside nested models) with a spatial map; None = the last one
+    (:func:`cam_layer`). ``max_channels``: Score-CAM only; restricts
+    ``"scorecam"`` to the top maps too. ``normalise``: rescale each map to
+    0..1 by min and max, as tf-keras-vis does by default; off by default so
+    maps of different classes and layers keep comparable units.
+
+    Returns float32 (H, W) for one image or (N, H, W) for a batch, at the
+    model's input size, upsampled by :func:`upsample_map`.
+    """
+    check_choice(method, "method", CAM_METHODS)
+    batch_size = positive_int(batch_size, "batch_size")
+    normalise = check_bool(normalise, "normalise")
+    call = explanation_call(model, images, class_index)
+    engine = _engine(model, cam_layer(model, layer))
+    max_channels = _resolve_max_channels(method, max_channels, engine.channels)
+    if method in _SCORECAM_METHODS:
+        cams = _score_cams(engine, call.batch, call.classes, max_channels, batch_size, progress)
+    else:
+        cams = _gradient_cams(engine, call.batch, call.classes, method, batch_size, progress)
+    maps = upsample_map(cams, call.spec.size)
+    if normalise:
+        maps = np.stack([normalise_map(m) for m in maps]).astype(np.float32)
+    return call.unwrap(maps)
+
+
+def guided_gradcam(model, images, class_index=None, *, layer=None, reduce: str = "max_abs",
+                   batch_size: int = 16, progress: bool = True) -> np.ndarray:
+    """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM.
+
+    ``G^c = (dy^c/dx)_guided * up(L^c_Grad-CAM)`` per pixel and colour
+    (Selvaraju et al. 2017), then ``reduce`` collapses the colours as in
+    :func:`helpers.reduce_gradients` ("max_abs", "abs_mean", "signed", or
+    None for (H, W, 3)). The guided gradient comes from
+    :func:`helpers.saliency` with ``method="guided"``, the map from
+    :func:`gradcam` on ``layer`` (default: the last spatial layer).
+
+    Returns float32 (H, W) for one image or (N, H, W) for a batch
+    ((H, W, 3) / (N, H, W, 3) with ``reduce=None``).
+    """
+    from .saliency import reduce_gradients, saliency
+
+    call = explanation_call(model, images, class_index)
+    cams = gradcam(model, call.batch, call.classes, layer=layer, method="gradcam",
+                   batch_size=batch_size, progress=progress)
+    guided = saliency(model, call.batch, call.classes, method="guided", reduce=None,
+                      batch_size=batch_size, progress=progress)
+    return call.unwrap(reduce_gradients(guided * cams[..., None], reduce))
+
+
+@dataclass
+class GradcamParts:
+    """Every step of Grad-CAM for one image (arrays) or a batch (a leading batch axis).
+
+    ``activations`` A (h, w, K) and ``gradients`` dy^c/dA (h, w, K) of the
+    layer; ``channel_weights`` alpha_k = mean of the gradients over the map
+    (K,); ``weighted_sum`` sum_k alpha_k A^k before the ReLU (h, w); ``cam``
+    after the ReLU (h, w); ``heatmap`` the cam upsampled to the image (H, W).
+    ``score`` is the logit y^c, ``class_index`` the class explained.
+    """
+
+    layer: str
+    class_index: np.ndarray
+    score: np.ndarray
+    activations: np.ndarray
+    gradients: np.ndarray
+    channel_weights: np.ndarray
+    weighted_sum: np.ndarray
+    cam: np.ndarray
+    heatmap: np.ndarray
+
+
+def gradcam_parts(model, images, class_index=None, *, layer=None) -> GradcamParts:
+    """Grad-CAM step by step, by hand with ``tf.GradientTape`` (one image or a small batch).
+
+    1. A = the layer's activations, y^c = the class logit;
+    2. gradients dy^c/dA^k_ij;
+    3. channel weights alpha_k^c = 1/(h w) sum_ij dy^c/dA^k_ij;
+    4. weighted sum sum_k alpha_k^c A^k;
+    5. ReLU (keep what speaks *for* the class);
+    6. upsample to the image (:func:`upsample_map`).
+
+    (Selvaraju et al. 2017, *Grad-CAM*.) Same arguments as :func:`gradcam`;
+    ``heatmap`` equals ``gradcam(..., method="gradcam")``.
+    """
+    call = explanation_call(model, images, class_index)
+    layer_name = cam_layer(model, layer)
+    engine = _engine(model, layer_name)
+    classes, single = call.classes, call.single
+    inputs = tf.constant(call.batch)
+    with tf.GradientTape() as tape:
+        activations, logits = engine.features(inputs, training=False)
+        scores = tf.gather(logits, tf.constant(classes, dtype=tf.int32), axis=1, batch_dims=1)
+    gradients = np.asarray(tape.gradient(scores, activations), dtype=np.float32)
+    activations = np.asarray(activations, dtype=np.float32)
+    channel_weights = gradients.mean(axis=(1, 2))
+    weighted_sum = np.einsum("nijk,nk->nij", activations, channel_weights)
+    cam = np.maximum(weighted_sum, 0.0)
+    parts = GradcamParts(
+        layer=layer_name, class_index=classes, score=np.asarray(scores, dtype=np.float32),
+        activations=activations, gradients=gradients, channel_weights=channel_weights,
+        weighted_sum=weighted_sum.astype(np.float32), cam=cam.astype(np.float32),
+        heatmap=upsample_map(cam, call.spec.size))
+    if single:
+        parts.class_index = int(classes[0])
+        for field in ("score", "activations", "gradients", "channel_weights",
+                      "weighted_sum", "cam", "heatmap"):
+            setattr(parts, field, getattr(parts, field)[0])
+    return parts
 
 
 def cam_layer(model, layer=None) -> str:
@@ -131,23 +252,26 @@ def cam_layer(model, layer=None) -> str:
         f"Layers of {model.name!r} with spatial maps include: {', '.join(names[-6:])}")
 
 
+def upsample_map(maps, size) -> np.ndarray:
+    """Bilinear upsampling of (h, w) or (N, h, w) maps to ``size`` = (H, W), cell centres aligned.
+
+    Cell (i, j) of an h x w map summarises the image patch around
+    ((i + 0.5) H / h, (j + 0.5) W / w); that is where its value lands
+    (``tf.image.resize``, half-pixel centres, edges held constant).
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim not in (2, 3):
+        raise ValueError(f"maps must be (h, w) or (N, h, w); got shape {maps.shape}")
+    height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    batch = maps[None] if maps.ndim == 2 else maps
+    resized = tf.image.resize(batch[..., None], (height, width), method="bilinear")
+    resized = np.asarray(resized, dtype=np.float32)[..., 0]
+    return resized[0] if maps.ndim == 2 else resized
+
+
 # --------------------------------------------------------------------------
 # Per-model, per-layer engines, cached so that a class change is cheap
 # --------------------------------------------------------------------------
-
-def _has_softmax_output(model) -> bool:
-    return getattr(model.layers[-1], "activation", None) is keras.activations.softmax
-
-
-def _linear_copy(model):
-    """A copy of ``model`` with a linear output activation (tf-keras-vis ``ReplaceToLinear``)."""
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    ReplaceToLinear()(copy)
-    return copy
-
 
 class _CamEngine:
     """Everything built once per (model, layer): the feature model, the tf-keras-vis
@@ -157,11 +281,9 @@ class _CamEngine:
         from tf_keras_vis.gradcam import Gradcam
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 
-        source = _linear_copy(model) if _has_softmax_output(model) else model
         self.layer_name = layer_name
-        self.model_ref = weakref.ref(model)
         # [A, logits] from the input; works for layers inside nested models too.
-        self.features = feature_model(source, layer_name)
+        self.features = feature_model(logits_model(model), layer_name)
         activations, logits = self.features.outputs
         # tf-keras-vis reads the explained layer's ``output`` from a layer of the
         # graph; an identity on A gives it one even when A lives in a nested model.
@@ -181,42 +303,9 @@ class _CamEngine:
         return np.asarray(activations, dtype=np.float32)
 
 
-_ENGINES: "OrderedDict[tuple[int, str], _CamEngine]" = OrderedDict()
-
-
 def _engine(model, layer_name) -> _CamEngine:
-    """A small LRU keyed by model id and layer name (the weak reference guards id reuse)."""
-    key = (id(model), layer_name)
-    engine = _ENGINES.get(key)
-    if engine is not None and engine.model_ref() is model:
-        _ENGINES.move_to_end(key)
-        return engine
-    engine = _CamEngine(model, layer_name)
-    _ENGINES[key] = engine
-    while len(_ENGINES) > _CACHE_SIZE:
-        _ENGINES.popitem(last=False)
-    return engine
-
-
-# --------------------------------------------------------------------------
-# Upsampling
-# --------------------------------------------------------------------------
-
-def upsample_map(maps, size) -> np.ndarray:
-    """Bilinear upsampling of (h, w) or (N, h, w) maps to ``size`` = (H, W), cell centres aligned.
-
-    Cell (i, j) of an h x w map summarises the image patch around
-    ((i + 0.5) H / h, (j + 0.5) W / w); that is where its value lands
-    (``tf.image.resize``, half-pixel centres, edges held constant).
-    """
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim not in (2, 3):
-        raise ValueError(f"maps must be (h, w) or (N, h, w); got shape {maps.shape}")
-    height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
-    batch = maps[None] if maps.ndim == 2 else maps
-    resized = tf.image.resize(batch[..., None], (height, width), method="bilinear")
-    resized = np.asarray(resized, dtype=np.float32)[..., 0]
-    return resized[0] if maps.ndim == 2 else resized
+    """The engine of (model, layer), built once and kept while the model lives."""
+    return cached(model, ("cam", layer_name), lambda: _CamEngine(model, layer_name))
 
 
 # --------------------------------------------------------------------------
@@ -228,18 +317,15 @@ def _gradient_cams(engine, batch, classes, method, batch_size, progress):
 
     explainer = engine.explainers[method]
     cams = np.empty((len(batch),) + engine.map_size, dtype=np.float32)
-    with progress_bar(len(batch), progress and len(batch) > batch_size, method, "image") as bar:
-        for start in range(0, len(batch), batch_size):
-            stop = min(start + batch_size, len(batch))
-            with warnings.catch_warnings():
-                # tf-keras-vis passes the input as a one-element list.
-                warnings.filterwarnings("ignore", message="The structure of `inputs`")
-                chunk = explainer(CategoricalScore([int(c) for c in classes[start:stop]]),
-                                  batch[start:stop], penultimate_layer=engine.target_layer,
-                                  seek_penultimate_conv_layer=False, expand_cam=False,
-                                  normalize_cam=False)
-            cams[start:stop] = np.asarray(chunk, dtype=np.float32)
-            bar.update(stop - start)
+    for start, stop in batches(len(batch), batch_size, progress=progress, description=method):
+        with warnings.catch_warnings():
+            # tf-keras-vis passes the input as a one-element list.
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            chunk = explainer(CategoricalScore([int(c) for c in classes[start:stop]]),
+                              batch[start:stop], penultimate_layer=engine.target_layer,
+                              seek_penultimate_conv_layer=False, expand_cam=False,
+                              normalize_cam=False)
+        cams[start:stop] = np.asarray(chunk, dtype=np.float32)
     return cams
 
 
@@ -293,10 +379,6 @@ def _score_cams(engine, batch, classes, max_channels, batch_size, progress):
     return cams
 
 
-# --------------------------------------------------------------------------
-# Public functions
-# --------------------------------------------------------------------------
-
 def _resolve_max_channels(method, max_channels, channels):
     if method not in _SCORECAM_METHODS:
         if max_channels is not None:
@@ -311,143 +393,3 @@ def _resolve_max_channels(method, max_channels, channels):
         raise ValueError(f"max_channels must be between 1 and the layer's {channels} channels, "
                          f"got {max_channels}")
     return None if max_channels == channels else max_channels
-
-
-def gradcam(model, images, class_index=None, *, layer=None, method: str = "gradcam",
-            max_channels: int | None = None, normalise: bool = False, batch_size: int = 16,
-            progress: bool = True) -> np.ndarray:
-    """A class activation map of one layer, upsampled to the image.
-
-    ``L^c = ReLU(sum_k alpha_k^c A^k)`` with the channel weights of ``method``
-    (see the module docstring for the formulas and papers):
-
-    * ``"gradcam"``: alpha_k^c = mean_ij dy^c/dA^k_ij (Selvaraju et al. 2017),
-      computed by tf-keras-vis ``Gradcam``;
-    * ``"gradcam++"``: Chattopadhay et al. 2018, tf-keras-vis ``GradcamPlusPlus``
-      (its values scale with exp(y^c));
-    * ``"scorecam"``: alpha_k^c = softmax score of the image masked by map k
-      (Wang et al. 2020), one forward pass per channel, ``batch_size`` masks
-      at a time (streamed here; tf-keras-vis' ``Scorecam`` holds all masks);
-    * ``"faster-scorecam"``: Score-CAM on the ``max_channels`` maps with the
-      largest spatial std (default :data:`FASTER_SCORECAM_CHANNELS`).
-
-    ``images``: one image (sample name, path, PIL, array), a list or a
-    prepared batch. ``class_index``: None (each image's predicted class), an
-    index or ImageNet name, or one per image. ``layer``: a layer name (also
-    inside nested models) with a spatial map; None = the last one
-    (:func:`cam_layer`). ``max_channels``: Score-CAM only; restricts
-    ``"scorecam"`` to the top maps too. ``normalise``: rescale each map to
-    0..1 by min and max, as tf-keras-vis does by default; off by default so
-    maps of different classes and layers keep comparable units.
-
-    Returns float32 (H, W) for one image or (N, H, W) for a batch, at the
-    model's input size, upsampled by :func:`upsample_map`.
-    """
-    num_classes = logit_count(model)
-    _check_method(method)
-    batch_size = positive_int(batch_size, "batch_size")
-    layer_name = cam_layer(model, layer)
-    batch, single = as_batch(images, model)
-    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                              num_classes=num_classes)
-    engine = _engine(model, layer_name)
-    max_channels = _resolve_max_channels(method, max_channels, engine.channels)
-    if method in _SCORECAM_METHODS:
-        cams = _score_cams(engine, batch, classes, max_channels, batch_size, progress)
-    else:
-        cams = _gradient_cams(engine, batch, classes, method, batch_size, progress)
-    maps = upsample_map(cams, input_size(model))
-    if normalise:
-        maps = np.stack([normalise_map(m) for m in maps]).astype(np.float32)
-    return maps[0] if single else maps
-
-
-def guided_gradcam(model, images, class_index=None, *, layer=None, reduce: str = "max_abs",
-                   batch_size: int = 16, progress: bool = True) -> np.ndarray:
-    """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM.
-
-    ``G^c = (dy^c/dx)_guided * up(L^c_Grad-CAM)`` per pixel and colour
-    (Selvaraju et al. 2017), then ``reduce`` collapses the colours as in
-    :func:`helpers.reduce_gradients` ("max_abs", "abs_mean", "signed", or
-    None for (H, W, 3)). The guided gradient comes from
-    :func:`helpers.saliency` with ``method="guided"``, the map from
-    :func:`gradcam` on ``layer`` (default: the last spatial layer).
-
-    Returns float32 (H, W) for one image or (N, H, W) for a batch
-    ((H, W, 3) / (N, H, W, 3) with ``reduce=None``).
-    """
-    from .saliency import reduce_gradients, saliency
-
-    num_classes = logit_count(model)
-    batch, single = as_batch(images, model)
-    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                              num_classes=num_classes)
-    cams = gradcam(model, batch, classes, layer=layer, method="gradcam",
-                   batch_size=batch_size, progress=progress)
-    guided = saliency(model, batch, classes, method="guided", reduce=None,
-                      batch_size=batch_size, progress=progress)
-    maps = reduce_gradients(guided * cams[..., None], reduce)
-    return maps[0] if single else maps
-
-
-@dataclass
-class GradcamParts:
-    """Every step of Grad-CAM for one image (arrays) or a batch (a leading batch axis).
-
-    ``activations`` A (h, w, K) and ``gradients`` dy^c/dA (h, w, K) of the
-    layer; ``channel_weights`` alpha_k = mean of the gradients over the map
-    (K,); ``weighted_sum`` sum_k alpha_k A^k before the ReLU (h, w); ``cam``
-    after the ReLU (h, w); ``heatmap`` the cam upsampled to the image (H, W).
-    ``score`` is the logit y^c, ``class_index`` the class explained.
-    """
-
-    layer: str
-    class_index: np.ndarray
-    score: np.ndarray
-    activations: np.ndarray
-    gradients: np.ndarray
-    channel_weights: np.ndarray
-    weighted_sum: np.ndarray
-    cam: np.ndarray
-    heatmap: np.ndarray
-
-
-def gradcam_parts(model, images, class_index=None, *, layer=None) -> GradcamParts:
-    """Grad-CAM step by step, by hand with ``tf.GradientTape`` (one image or a small batch).
-
-    1. A = the layer's activations, y^c = the class logit;
-    2. gradients dy^c/dA^k_ij;
-    3. channel weights alpha_k^c = 1/(h w) sum_ij dy^c/dA^k_ij;
-    4. weighted sum sum_k alpha_k^c A^k;
-    5. ReLU (keep what speaks *for* the class);
-    6. upsample to the image (:func:`upsample_map`).
-
-    (Selvaraju et al. 2017, *Grad-CAM*.) Same arguments as :func:`gradcam`;
-    ``heatmap`` equals ``gradcam(..., method="gradcam")``.
-    """
-    num_classes = logit_count(model)
-    layer_name = cam_layer(model, layer)
-    batch, single = as_batch(images, model)
-    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                              num_classes=num_classes)
-    engine = _engine(model, layer_name)
-    inputs = tf.constant(batch)
-    with tf.GradientTape() as tape:
-        activations, logits = engine.features(inputs, training=False)
-        scores = tf.gather(logits, tf.constant(classes, dtype=tf.int32), axis=1, batch_dims=1)
-    gradients = np.asarray(tape.gradient(scores, activations), dtype=np.float32)
-    activations = np.asarray(activations, dtype=np.float32)
-    channel_weights = gradients.mean(axis=(1, 2))
-    weighted_sum = np.einsum("nijk,nk->nij", activations, channel_weights)
-    cam = np.maximum(weighted_sum, 0.0)
-    parts = GradcamParts(
-        layer=layer_name, class_index=classes, score=np.asarray(scores, dtype=np.float32),
-        activations=activations, gradients=gradients, channel_weights=channel_weights,
-        weighted_sum=weighted_sum.astype(np.float32), cam=cam.astype(np.float32),
-        heatmap=upsample_map(cam, input_size(model)))
-    if single:
-        parts.class_index = int(classes[0])
-        for field in ("score", "activations", "gradients", "channel_weights",
-                      "weighted_sum", "cam", "heatmap"):
-            setattr(parts, field, getattr(parts, field)[0])
-    return parts

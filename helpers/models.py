@@ -40,6 +40,7 @@ from .environment import cache_dir, quiet_stderr, tf  # noqa: F401  (quiet TF im
 import keras
 
 from . import pth
+from .pipeline import compiled_logits, model_spec, predict_logits  # noqa: F401  (re-exported)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -407,41 +408,7 @@ def load_model(name: str = DEFAULT_MODEL, *, weights: str | None = "imagenet",
 
 def input_size(model: keras.Model) -> tuple[int, int]:
     """The (height, width) a model expects, read from its input shape."""
-    shape = model.inputs[0].shape
-    if len(shape) != 4 or shape[1] is None or shape[2] is None or shape[3] not in (1, 3):
-        raise ValueError(
-            f"model {model.name!r} has input shape {tuple(shape)}; the course needs a fixed "
-            "image input (batch, height, width, 3)")
-    return int(shape[1]), int(shape[2])
-
-
-_COMPILED_LOGITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def compiled_logits(model: keras.Model):
-    """The model's forward pass as one traced ``tf.function`` (any batch size).
-
-    Traced once per model and reused by every lesson: on a CPU an eager
-    Keras call costs several times more than the compiled graph. The cache
-    holds the model weakly, so it never keeps a model alive.
-    """
-    forward = _COMPILED_LOGITS.get(model)
-    if forward is None:
-        height, width = input_size(model)
-        model_ref = weakref.ref(model)
-        forward = tf.function(lambda batch: model_ref()(batch, training=False),
-                              input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
-        _COMPILED_LOGITS[model] = forward
-    return forward
-
-
-def predict_logits(model: keras.Model, batch, batch_size: int = 32) -> np.ndarray:
-    """Logits for a float32 batch (N, H, W, 3) of 0..255 pixels, in chunks."""
-    batch = np.asarray(batch, dtype=np.float32)
-    forward = compiled_logits(model)
-    outputs = [forward(tf.constant(batch[i:i + batch_size])).numpy()
-               for i in range(0, len(batch), batch_size)]
-    return np.concatenate(outputs, axis=0)
+    return model_spec(model).size
 
 
 def probabilities(logits) -> np.ndarray:

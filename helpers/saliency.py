@@ -26,9 +26,9 @@ copies of the image, which removes the pixel-to-pixel flicker of M_c:
 
 What comes from a library and what is written here:
 
-* :func:`saliency` with ``method="vanilla"`` computes gradients with
-  tf-keras-vis ``Saliency`` (raw gradients: no absolute value, no
-  normalisation; the channel reduction is done here).
+* Gradients are taken by one compiled function per model and method
+  (``tf.function`` around a ``GradientTape``), the fast path on a CPU; the
+  tests check them against tf-keras-vis ``Saliency`` and finite differences.
 * Guided backpropagation is written here. tf-keras-vis' own
   ``GuidedBackpropagation`` modifier only replaces an ``activation``
   attribute equal to ``relu`` (on a clone with copied weights); it misses
@@ -48,18 +48,15 @@ What comes from a library and what is written here:
 
 from __future__ import annotations
 
-import numbers
 import warnings
-import weakref
 
 import numpy as np
 
 from .environment import choose, tf
 import keras
 
-from ._checks import logit_count, positive_int, progress_bar
-from .images import as_batch
-from .labels import resolve_classes
+from .pipeline import (batches, cached, check_choice, check_number, check_seed,
+                       explanation_call, holder, model_spec, positive_int)
 
 __all__ = [
     "SALIENCY_METHODS",
@@ -75,35 +72,117 @@ SALIENCY_METHODS = ("vanilla", "guided")
 REDUCTIONS = ("max_abs", "abs_mean", "signed", None)
 _RELU_ACTIVATIONS = ("relu", "relu6")
 
-# Derived models and compiled gradient functions, per user model. Weak keys:
-# nothing here keeps a model alive once the notebook lets go of it.
-_GUIDED_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_GRADIENT_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
 
 # --------------------------------------------------------------------------
-# Checks and channel reduction
+# The methods
 # --------------------------------------------------------------------------
 
-def _check_method(method):
-    if method not in SALIENCY_METHODS:
-        raise ValueError(
-            f"unknown method {method!r}; use one of {', '.join(map(repr, SALIENCY_METHODS))}")
+def saliency(model, images, class_index=None, *, method: str = "vanilla",
+             reduce: str | None = "max_abs", batch_size: int = 16,
+             progress: bool = True) -> np.ndarray:
+    """Gradient of the class logit with respect to the input pixels.
+
+    ``M_c(x) = dS_c / dx`` (Simonyan et al. 2014, *Deep Inside Convolutional
+    Networks*), with S_c the logit (not the softmax probability, whose
+    gradient also depends on every other class; a model that ends in a
+    softmax is differentiated before it). ``method="guided"`` uses guided
+    backpropagation (Springenberg et al. 2015, *Striving for Simplicity*),
+    see :func:`guided_backprop_model`.
+
+    ``images``: one image (sample name, path, PIL, array) or a list or a
+    prepared batch. ``class_index``: None (each image's predicted class), an
+    index or ImageNet name, or one per image. ``reduce``: how the colour
+    channels become one map, see :func:`reduce_gradients`; None keeps the
+    (H, W, C) gradients. ``batch_size`` images per gradient call.
+
+    Returns float32 (H, W) for one image or (N, H, W) for a batch
+    ((H, W, C) / (N, H, W, C) with ``reduce=None``), in logit units per
+    pixel-value unit (0..255 scale).
+    """
+    _check_method(method)
+    _check_reduce(reduce)
+    batch_size = positive_int(batch_size, "batch_size")
+    call = explanation_call(model, images, class_index)
+    gradients_of = _gradient_function(model, method)
+    gradients = np.empty(call.batch.shape, dtype=np.float32)
+    for start, stop in batches(len(call.batch), batch_size, progress=progress,
+                               description="saliency"):
+        gradients[start:stop] = gradients_of(tf.constant(call.batch[start:stop]),
+                                             tf.constant(call.classes[start:stop], tf.int32))
+    return call.unwrap(reduce_gradients(gradients, reduce))
 
 
-def _check_reduce(reduce):
-    if reduce not in REDUCTIONS:
-        raise ValueError(
-            f"unknown reduce {reduce!r}; use one of {', '.join(map(repr, REDUCTIONS))}")
+def smoothgrad(model, images, class_index=None, *, noise_level: float = 0.15,
+               samples: int | None = None, method: str = "vanilla",
+               reduce: str | None = "max_abs", batch_size: int = 8, seed: int | None = 0,
+               progress: bool = True) -> np.ndarray:
+    """SmoothGrad: the saliency map averaged over noisy copies of the image.
+
+    ``M^_c(x) = 1/n sum_k M_c(x + sigma e_k)``, e_k ~ N(0, I), with
+    ``sigma = noise_level * 255`` (a fraction of the 0..255 pixel range) and
+    M_c the vanilla or guided gradient of the logit reduced over the colour
+    channels by ``reduce`` (Smilkov et al. 2017, *SmoothGrad: removing noise
+    by adding noise*). Each noisy copy's map is reduced before averaging:
+    with the default ``"max_abs"`` this averages magnitudes, which converge
+    much faster than signed gradients, whose +/- speckle cancels only
+    slowly. ``reduce=None`` (or ``"signed"``, which is linear) averages the
+    raw gradients, the gradient of the Gaussian-blurred score
+    ``d/dx E[S_c(x + e)]``. Noisy pixels are not clipped to 0..255.
+
+    ``samples``: n (default 50, fewer in fast mode). The noisy images are
+    streamed through a compiled gradient function ``batch_size`` at a time
+    with running sums, so memory does not grow with ``samples`` (each image in
+    a batch costs about 30 MB on EfficientNet-Lite0; on a 2-core CPU batches
+    of 8 are as fast as larger ones, see benchmarks/). Noise sample
+    k is ``np.random.default_rng((seed, k)).standard_normal((H, W, C))``:
+    the same for every image, batch and batch size, so results repeat for a
+    given ``seed`` (None: fresh noise each call).
+
+    Written here rather than with tf-keras-vis' ``smooth_samples`` (see the
+    module docstring). Returns float32 (H, W) / (N, H, W), or (H, W, C) /
+    (N, H, W, C) with ``reduce=None``.
+    """
+    _check_method(method)
+    _check_reduce(reduce)
+    noise_level = check_number(noise_level, "noise_level", minimum=0,
+                               accepted="a fraction of the 0..255 range (e.g. 0.15)")
+    samples = positive_int(choose(50, 10) if samples is None else samples, "samples")
+    batch_size = positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy)
+    call = explanation_call(model, images, class_index)
+    batch, classes = call.batch, call.classes.astype(np.int32)
+    gradients_of = _gradient_function(model, method)
+    sigma = np.float32(noise_level * 255.0)
+    image_shape = batch.shape[1:]
+    sums = np.zeros(batch.shape if reduce is None else batch.shape[:-1], dtype=np.float64)
+    total = len(batch) * samples
+    noisy = np.empty((min(batch_size, total),) + image_shape, dtype=np.float32)
+    for start, stop in batches(total, batch_size, progress=progress, description="SmoothGrad",
+                               minimum=0):
+        # Work items (image, sample) in image-major order; one batch may hold
+        # samples of several images.
+        items = range(start, stop)
+        owners = np.fromiter((item // samples for item in items), dtype=np.int64)
+        for row, item in enumerate(items):
+            noisy[row] = batch[item // samples]
+            if sigma > 0:
+                noisy[row] += sigma * _noise(seed, item % samples, image_shape)
+        grads = gradients_of(tf.constant(noisy[:len(items)]), tf.constant(classes[owners]))
+        maps = reduce_gradients(np.asarray(grads), reduce)
+        for owner in np.unique(owners):
+            sums[owner] += maps[owners == owner].sum(axis=0, dtype=np.float64)
+    return call.unwrap((sums / samples).astype(np.float32))
 
 
 def reduce_gradients(gradients, reduce="max_abs") -> np.ndarray:
-    """Collapse the colour axis of (..., H, W, 3) gradients into one map per pixel.
+    """Collapse the colour axis of (..., H, W, C) gradients into one map per pixel.
 
     ``"max_abs"``: max_c |g_c|, as Simonyan et al. (2014) visualise saliency;
     ``"abs_mean"``: mean_c |g_c|;
     ``"signed"``: sum_c g_c, the change of the score when the pixel gets
-    brighter in all three channels (positive: brightening raises the score);
+    brighter in all channels (positive: brightening raises the score);
     ``None``: the gradients unchanged.
     """
     _check_reduce(reduce)
@@ -115,6 +194,63 @@ def reduce_gradients(gradients, reduce="max_abs") -> np.ndarray:
     if reduce == "abs_mean":
         return np.abs(gradients).mean(axis=-1)
     return gradients.sum(axis=-1, dtype=np.float64).astype(np.float32)
+
+
+def guided_backprop_model(model) -> keras.Model:
+    """A copy of ``model``'s logits whose ReLUs back-propagate guided gradients.
+
+    Forward pass: identical to the logits of ``model`` (same layers, shared
+    weights). Backward pass: after every ReLU-family layer (Keras ``ReLU``
+    layers, ReLU6 included, ``Activation("relu")`` and conv/dense layers with
+    ``activation="relu"``) a gate keeps only positive gradients, so the
+    gradient through that ReLU becomes (z > 0)(R > 0) R (Springenberg et al.
+    2015). ``model`` itself is never modified. The copy is cached per model.
+    """
+    spec = model_spec(model)
+
+    def build():
+        if not relu_family_layers(spec.logits):
+            warnings.warn(f"model {model.name!r} has no ReLU-family layer: guided "
+                          "backpropagation equals the vanilla gradient", stacklevel=3)
+        return _guided_copy(spec.logits)
+    return cached(model, "guided", build)
+
+
+# --------------------------------------------------------------------------
+# Plumbing: checks, noise, the compiled gradient function
+# --------------------------------------------------------------------------
+
+def _check_method(method):
+    check_choice(method, "method", SALIENCY_METHODS)
+
+
+def _check_reduce(reduce):
+    check_choice(reduce, "reduce", REDUCTIONS)
+
+
+def _noise(seed, sample, shape):
+    """Standard normal noise of sample ``sample``: the same for every image and batch size."""
+    return np.random.default_rng((seed, sample)).standard_normal(shape, dtype=np.float32)
+
+
+def _gradient_function(model, method):
+    """A compiled ``(images, classes) -> d logit[class] / d images``, cached per model."""
+    spec = model_spec(model)
+
+    def build():
+        target = guided_backprop_model(model) if method == "guided" else spec.logits
+        target_ref = holder(target, model)
+
+        @tf.function(input_signature=[tf.TensorSpec((None,) + spec.input_shape, tf.float32),
+                                      tf.TensorSpec((None,), tf.int32)])
+        def gradients(images, classes):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                logits = target_ref()(images, training=False)
+                scores = tf.gather(logits, classes, axis=1, batch_dims=1)
+            return tape.gradient(scores, images)
+        return gradients
+    return cached(model, ("gradients", method), build)
 
 
 # --------------------------------------------------------------------------
@@ -191,190 +327,3 @@ def _guided_copy(model):
             f"guided backpropagation rebuilds the model's graph, so it needs a Functional or "
             f"Sequential Keras model; {type(model).__name__} {model.name!r} cannot be "
             f"rebuilt ({error})") from None
-
-
-def guided_backprop_model(model) -> keras.Model:
-    """A copy of ``model`` whose ReLUs back-propagate guided gradients.
-
-    Forward pass: identical to ``model`` (same layers, shared weights).
-    Backward pass: after every ReLU-family layer (Keras ``ReLU`` layers,
-    ReLU6 included, ``Activation("relu")`` and conv/dense layers with
-    ``activation="relu"``) a gate keeps only positive gradients, so the
-    gradient through that ReLU becomes (z > 0)(R > 0) R (Springenberg et al.
-    2015). ``model`` itself is never modified. The copy is cached per model.
-    """
-    cached = _GUIDED_MODELS.get(model)
-    if cached is not None:
-        return cached
-    relus = relu_family_layers(model)
-    if not relus:
-        warnings.warn(f"model {model.name!r} has no ReLU-family layer: guided backpropagation "
-                      "equals the vanilla gradient", stacklevel=2)
-    guided = _guided_copy(model)
-    _GUIDED_MODELS[model] = guided
-    return guided
-
-
-def _model_for(model, method):
-    _check_method(method)
-    return guided_backprop_model(model) if method == "guided" else model
-
-
-# --------------------------------------------------------------------------
-# Vanilla and guided gradients
-# --------------------------------------------------------------------------
-
-def saliency(model, images, class_index=None, *, method: str = "vanilla",
-             reduce: str | None = "max_abs", batch_size: int = 16,
-             progress: bool = True) -> np.ndarray:
-    """Gradient of the class logit with respect to the input pixels.
-
-    ``M_c(x) = dS_c / dx`` (Simonyan et al. 2014, *Deep Inside Convolutional
-    Networks*), with S_c the logit (not the softmax probability, whose
-    gradient also depends on every other class). ``method="guided"`` uses
-    guided backpropagation (Springenberg et al. 2015, *Striving for
-    Simplicity*), see :func:`guided_backprop_model`.
-
-    ``images``: one image (sample name, path, PIL, array) or a list or a
-    prepared batch. ``class_index``: None (each image's predicted class), an
-    index or ImageNet name, or one per image. ``reduce``: how the three
-    colour channels become one map, see :func:`reduce_gradients`; None keeps
-    the (H, W, 3) gradients. Gradients come from tf-keras-vis ``Saliency``
-    (raw: no absolute value, no normalisation), ``batch_size`` images at a
-    time.
-
-    Returns float32 (H, W) for one image or (N, H, W) for a batch
-    ((H, W, 3) / (N, H, W, 3) with ``reduce=None``), in logit units per
-    pixel-value unit (0..255 scale).
-    """
-    from tf_keras_vis.saliency import Saliency
-    from tf_keras_vis.utils.scores import CategoricalScore
-
-    _check_method(method)
-    _check_reduce(reduce)
-    batch_size = positive_int(batch_size, "batch_size")
-    batch, single = as_batch(images, model)
-    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                              num_classes=logit_count(model))
-    explainer = Saliency(_model_for(model, method), clone=False)
-    gradients = np.empty(batch.shape, dtype=np.float32)
-    with progress_bar(len(batch), progress and len(batch) > batch_size, "saliency", "image") as bar:
-        for start in range(0, len(batch), batch_size):
-            stop = min(start + batch_size, len(batch))
-            with warnings.catch_warnings():
-                # tf-keras-vis passes the input as a one-element list.
-                warnings.filterwarnings("ignore", message="The structure of `inputs`")
-                chunk = explainer(CategoricalScore([int(c) for c in classes[start:stop]]),
-                                  batch[start:stop], keepdims=True, gradient_modifier=None,
-                                  normalize_map=False)
-            gradients[start:stop] = np.asarray(chunk, dtype=np.float32)
-            bar.update(stop - start)
-    maps = reduce_gradients(gradients, reduce)
-    return maps[0] if single else maps
-
-
-# --------------------------------------------------------------------------
-# SmoothGrad
-# --------------------------------------------------------------------------
-
-def _gradient_function(model, method):
-    """A compiled ``(images, classes) -> d logit[class] / d images``, cached per model."""
-    per_model = _GRADIENT_FUNCTIONS.setdefault(model, {})
-    if method in per_model:
-        return per_model[method]
-    target = _model_for(model, method)
-    # The guided copy does not refer to ``model``; the vanilla function holds
-    # it weakly so the cache never keeps a model alive.
-    target_ref = weakref.ref(target) if target is model else (lambda: target)
-    shape = tuple(model.inputs[0].shape[1:])
-
-    @tf.function(input_signature=[tf.TensorSpec((None,) + shape, tf.float32),
-                                  tf.TensorSpec((None,), tf.int32)])
-    def gradients(images, classes):
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            logits = target_ref()(images, training=False)
-            scores = tf.gather(logits, classes, axis=1, batch_dims=1)
-        return tape.gradient(scores, images)
-
-    per_model[method] = gradients
-    return gradients
-
-
-def _noise(seed, sample, shape):
-    """Standard normal noise of sample ``sample``: the same for every image and batch size."""
-    return np.random.default_rng((seed, sample)).standard_normal(shape, dtype=np.float32)
-
-
-def smoothgrad(model, images, class_index=None, *, noise_level: float = 0.15,
-               samples: int | None = None, method: str = "vanilla",
-               reduce: str | None = "max_abs", batch_size: int = 8, seed: int | None = 0,
-               progress: bool = True) -> np.ndarray:
-    """SmoothGrad: the saliency map averaged over noisy copies of the image.
-
-    ``M^_c(x) = 1/n sum_k M_c(x + sigma e_k)``, e_k ~ N(0, I), with
-    ``sigma = noise_level * 255`` (a fraction of the 0..255 pixel range) and
-    M_c the vanilla or guided gradient of the logit reduced over the colour
-    channels by ``reduce`` (Smilkov et al. 2017, *SmoothGrad: removing noise
-    by adding noise*). Each noisy copy's map is reduced before averaging:
-    with the default ``"max_abs"`` this averages magnitudes, which converge
-    much faster than signed gradients, whose +/- speckle cancels only
-    slowly. ``reduce=None`` (or ``"signed"``, which is linear) averages the
-    raw gradients, the gradient of the Gaussian-blurred score
-    ``d/dx E[S_c(x + e)]``. Noisy pixels are not clipped to 0..255.
-
-    ``samples``: n (default 50, fewer in fast mode). The noisy images are
-    streamed through a compiled gradient function ``batch_size`` at a time
-    with running sums, so memory does not grow with ``samples`` (each image in
-    a batch costs about 30 MB on EfficientNet-Lite0; on a 2-core CPU batches
-    of 8 are as fast as larger ones, see benchmarks/). Noise sample
-    k is ``np.random.default_rng((seed, k)).standard_normal((H, W, 3))``:
-    the same for every image, batch and batch size, so results repeat for a
-    given ``seed`` (None: fresh noise each call).
-
-    Written here rather than with tf-keras-vis' ``smooth_samples`` (see the
-    module docstring). Returns float32 (H, W) / (N, H, W), or (H, W, 3) /
-    (N, H, W, 3) with ``reduce=None``.
-    """
-    _check_method(method)
-    _check_reduce(reduce)
-    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real):
-        raise TypeError(f"noise_level must be a number (a fraction of the 0..255 range), "
-                        f"not {type(noise_level).__name__}")
-    if not np.isfinite(noise_level) or noise_level < 0:
-        raise ValueError(f"noise_level must be a finite number >= 0 (a fraction of the 0..255 "
-                         f"range, e.g. 0.15), got {noise_level}")
-    samples = positive_int(choose(50, 10) if samples is None else samples, "samples")
-    batch_size = positive_int(batch_size, "batch_size")
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy)
-    elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None, not {seed!r}")
-
-    batch, single = as_batch(images, model)
-    classes = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                              num_classes=logit_count(model)).astype(np.int32)
-    gradients_of = _gradient_function(model, method)
-    sigma = np.float32(noise_level * 255.0)
-    image_shape = batch.shape[1:]
-    sums = np.zeros(batch.shape if reduce is None else batch.shape[:-1], dtype=np.float64)
-    total = len(batch) * samples
-    noisy = np.empty((min(batch_size, total),) + image_shape, dtype=np.float32)
-    with progress_bar(total, progress, "SmoothGrad", "image") as bar:
-        for start in range(0, total, batch_size):
-            # Work items (image, sample) in image-major order; one batch may
-            # hold samples of several images.
-            items = range(start, min(start + batch_size, total))
-            owners = np.fromiter((item // samples for item in items), dtype=np.int64)
-            for row, item in enumerate(items):
-                noisy[row] = batch[item // samples]
-                if sigma > 0:
-                    noisy[row] += sigma * _noise(seed, item % samples, image_shape)
-            count = len(items)
-            grads = gradients_of(tf.constant(noisy[:count]), tf.constant(classes[owners]))
-            maps = reduce_gradients(np.asarray(grads), reduce)
-            for owner in np.unique(owners):
-                sums[owner] += maps[owners == owner].sum(axis=0, dtype=np.float64)
-            bar.update(count)
-    means = (sums / samples).astype(np.float32)
-    return means[0] if single else means

@@ -88,16 +88,26 @@ def test_occlusion_equals_brute_force_loop(tiny_cnn, tiny_image, patch_size, str
                                      h.patch_starts(32, patch_size, stride), patch_size,
                                      fill_value)
     result = h.occlusion_map(tiny_cnn, tiny_image, 3, patch_size=patch_size, stride=stride,
-                             fill=fill, batch_size=5, progress=False)
+                             baseline=fill, batch_size=5, progress=False)
     assert result.shape == (32, 32) and result.dtype == np.float32
     np.testing.assert_allclose(result, expected, atol=1e-6)
     assert np.abs(expected).max() > 1e-4  # the comparison is not between zeros
 
 
+@pytest.mark.parametrize("score", ["probability", "logit"])
+def test_readable_reference_equals_the_batched_map(tiny_cnn, tiny_image, score):
+    reference = h.occlusion_reference(tiny_cnn, tiny_image, 4, patch_size=8, stride=4,
+                                      baseline="blur", score=score)
+    batched = h.occlusion_map(tiny_cnn, tiny_image, 4, patch_size=8, stride=4, baseline="blur",
+                              score=score, batch_size=7, progress=False)
+    assert np.abs(reference).max() > 1e-4  # not comparing zeros
+    np.testing.assert_allclose(batched, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+
+
 def test_occlusion_logit_scores_equal_brute_force(tiny_cnn, tiny_image):
     expected = brute_force_occlusion(tiny_cnn, tiny_image, 7, h.patch_starts(32, 8, 8), 8,
                                      tiny_image.mean(axis=(0, 1)), score="logit")
-    result = h.occlusion_map(tiny_cnn, tiny_image, 7, patch_size=8, stride=8, fill="mean",
+    result = h.occlusion_map(tiny_cnn, tiny_image, 7, patch_size=8, stride=8, baseline="mean",
                              score="logit", progress=False)
     np.testing.assert_allclose(result, expected, atol=1e-4)
 
@@ -119,11 +129,11 @@ def test_every_class_from_one_pass(tiny_cnn, tiny_image):
         np.testing.assert_allclose(row, alone, atol=1e-6)
     assert not np.allclose(several[0], several[1])
     baseline = softmax(np.asarray(tiny_cnn(tiny_image[None]))[0].astype(np.float64))
-    np.testing.assert_allclose(scores.baseline, baseline, atol=1e-6)
+    np.testing.assert_allclose(scores.clean, baseline, atol=1e-6)
     np.testing.assert_allclose(scores.map(), scores.map(int(np.argmax(baseline))))
     grid = scores.drop_grid(2)
     assert grid.shape == (7, 7)
-    np.testing.assert_allclose(grid[0, 0], scores.baseline[2] - scores.scores[0, 2], atol=1e-7)
+    np.testing.assert_allclose(grid[0, 0], scores.clean[2] - scores.scores[0, 2], atol=1e-7)
 
 
 def test_batch_of_images_gets_one_map_each(tiny_cnn, tiny_image):
@@ -137,12 +147,12 @@ def test_batch_of_images_gets_one_map_each(tiny_cnn, tiny_image):
 
 def test_one_quadrant_model_gets_its_map_in_that_quadrant(quadrant_model):
     image = np.full((32, 32, 3), 200.0, np.float32)
-    heat = h.occlusion_map(quadrant_model, image, 0, patch_size=8, stride=4, fill="black",
+    heat = h.occlusion_map(quadrant_model, image, 0, patch_size=8, stride=4, baseline="black",
                            score="logit", progress=False)
     assert np.all(heat[:16, :16] > 0)
     # Every patch that covers these pixels lies outside the quadrant.
     assert np.all(heat[20:, :] == 0) and np.all(heat[:, 20:] == 0)
-    opposite = h.occlusion_map(quadrant_model, image, 1, patch_size=8, stride=4, fill="black",
+    opposite = h.occlusion_map(quadrant_model, image, 1, patch_size=8, stride=4, baseline="black",
                                score="logit", progress=False)
     np.testing.assert_allclose(opposite, -heat, atol=1e-6)
 
@@ -191,7 +201,7 @@ def test_random_mask_maps_equal_brute_force_loop(tiny_cnn, tiny_image, method, f
 
 def test_maps_as_masks_accumulate(tiny_cnn, tiny_image):
     scores = h.random_mask_scores(tiny_cnn, tiny_image, num_masks=50, progress=False)
-    snapshots = scores.maps_at("goldfish", [10, 50, 25])  # class 1, by name
+    snapshots = scores.maps_at(1, [10, 50, 25])
     assert snapshots.shape == (3, 32, 32)
     np.testing.assert_allclose(snapshots[1], scores.map(1), atol=1e-6)
     masks = scores.masks.chunk(0, 10)
@@ -213,7 +223,7 @@ def test_random_masks_are_seeded(tiny_cnn, tiny_image):
 def test_random_masks_find_the_quadrant(quadrant_model, method):
     image = np.full((32, 32, 3), 200.0, np.float32)
     heat = h.random_mask_scores(quadrant_model, image, method=method, num_masks=400,
-                                grid_size=4, fill="black", score="logit",
+                                grid_size=4, baseline="black", score="logit",
                                 progress=False).map(0)
     # Smooth RISE masks blur the edge, so compare the quadrant's core with the far corner.
     assert heat[2:14, 2:14].min() > heat[24:, 24:].max() + 0.1
@@ -246,29 +256,30 @@ def test_engine_streams_fixed_batches_through_one_traced_function(tiny_cnn, tiny
     assert _compiled_forward(tiny_cnn, 16, "probability").experimental_get_tracing_count() == 1
 
 
-def test_fills():
+def test_baselines():
     image = np.random.default_rng(2).uniform(0, 255, (20, 30, 3)).astype(np.float32)
-    np.testing.assert_array_equal(h.fill_image(image, "grey"), np.full_like(image, 127.5))
-    np.testing.assert_array_equal(h.fill_image(image, "black"), np.zeros_like(image))
-    np.testing.assert_allclose(h.fill_image(image, "mean")[5, 7], image.mean(axis=(0, 1)),
+    np.testing.assert_array_equal(h.baseline_image(image, "grey"), np.full_like(image, 127.5))
+    np.testing.assert_array_equal(h.baseline_image(image, "black"), np.zeros_like(image))
+    np.testing.assert_allclose(h.baseline_image(image, "mean")[5, 7], image.mean(axis=(0, 1)),
                                rtol=1e-6)
-    np.testing.assert_allclose(h.fill_image(image, "blur"),
+    np.testing.assert_allclose(h.baseline_image(image, "blur"),
                                gaussian_filter(image, (1.5, 1.5, 0), mode="nearest"), atol=1e-4)
-    np.testing.assert_array_equal(h.fill_image(image, (10, 20, 30))[0, 0], [10, 20, 30])
-    np.testing.assert_array_equal(h.fill_image(image, image[::-1]), image[::-1])
+    np.testing.assert_array_equal(h.baseline_image(image, (10, 20, 30))[0, 0], [10, 20, 30])
+    np.testing.assert_array_equal(h.baseline_image(image, image[::-1]), image[::-1])
 
 
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"patch_size": 40}, ValueError, "larger than the image"),
-    ({"stride": 0}, ValueError, "stride must be at least 1, got 0"),
+    ({"stride": 0}, ValueError, "stride must be a positive integer .*, got 0"),
     ({"stride": 2.5}, TypeError, "stride must be a positive integer"),
     ({"patch_size": 8, "stride": 9}, ValueError, "larger than patch_size"),
-    ({"fill": "pink"}, ValueError, "unknown fill 'pink'; use one of grey, black, mean, blur"),
-    ({"fill": np.zeros((5, 5, 3))}, ValueError, "shape"),
-    ({"fill": 300}, ValueError, "0..255"),
-    ({"score": "prob"}, ValueError, "score must be one of probability, logit"),
+    ({"baseline": "pink"}, ValueError, "baseline must be one of 'grey', 'black', 'mean', 'blur'"),
+    ({"baseline": np.zeros((5, 5, 3))}, ValueError, "baseline: .* shape"),
+    ({"baseline": True}, TypeError, "baseline must be one of"),
+    ({"baseline": 300}, ValueError, "baseline: values .* 0..255"),
+    ({"score": "prob"}, ValueError, "score must be one of 'probability', 'logit'"),
     ({"batch_size": 0}, ValueError, "batch_size"),
 ])
 def test_occlusion_rejects_bad_parameters(tiny_cnn, tiny_image, kwargs, error, match):
@@ -277,8 +288,8 @@ def test_occlusion_rejects_bad_parameters(tiny_cnn, tiny_image, kwargs, error, m
 
 
 @pytest.mark.parametrize("class_index, match", [
-    (10, "out of range: the model has classes 0..9"),
-    ("tabby", "out of range"),  # an ImageNet class, but the tiny model has 10
+    (10, "class_index: class index 10 is out of range: the model has classes 0..9"),
+    ("tabby", "class_index: 'tabby' is an ImageNet class name, but the model has 10 classes"),
     (-1, "out of range"),
 ])
 def test_class_out_of_range(tiny_cnn, tiny_image, class_index, match):
@@ -290,11 +301,11 @@ def test_class_out_of_range(tiny_cnn, tiny_image, class_index, match):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"num_masks": 0}, ValueError, "num_masks must be at least 1, got 0"),
+    ({"num_masks": 0}, ValueError, "num_masks must be a positive integer .*got 0"),
     ({"keep_probability": 1.0}, ValueError, "strictly between 0 and 1"),
-    ({"grid_size": 0}, ValueError, "grid_size must be at least 1, got 0"),
+    ({"grid_size": 0}, ValueError, "grid_size must be a positive integer .*got 0"),
     ({"grid_size": 33}, ValueError, "more cells than the image has pixels"),
-    ({"fill": "white"}, ValueError, "unknown fill"),
+    ({"baseline": "white"}, ValueError, "baseline must be one of"),
 ])
 def test_random_masks_reject_bad_parameters(tiny_cnn, tiny_image, kwargs, error, match):
     for function in (h.rise, h.random_mask_map):
@@ -303,7 +314,7 @@ def test_random_masks_reject_bad_parameters(tiny_cnn, tiny_image, kwargs, error,
 
 
 def test_other_misuse(tiny_cnn, tiny_image):
-    with pytest.raises(ValueError, match="method must be one of rise, binary"):
+    with pytest.raises(ValueError, match="method must be one of 'rise', 'binary'"):
         h.random_mask_scores(tiny_cnn, tiny_image, method="lime", num_masks=4, progress=False)
     with pytest.raises(ValueError, match=r"one prepared image of shape \(32, 32, 3\)"):
         h.perturbation_scores(tiny_cnn, tiny_image[:16], CountingMasks(3), progress=False)
@@ -322,7 +333,7 @@ def test_espresso_map_lies_on_the_cup(lite0):
     scores = h.occlusion_scores(lite0, "coffee", patch_size=56, stride=28, progress=False)
     assert scores.scores.shape == (49, 1000)
     expected = h.probabilities(h.predict_logits(lite0, h.prepare("coffee", lite0)))[0]
-    np.testing.assert_allclose(scores.baseline, expected, atol=1e-4)
+    np.testing.assert_allclose(scores.clean, expected, atol=1e-4)
     heat = scores.map("espresso")
     centre = heat[56:168, 56:168].mean()
     border = (heat.sum() - heat[56:168, 56:168].sum()) / (224 * 224 - 112 * 112)
