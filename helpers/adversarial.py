@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,10 +43,10 @@ import numpy as np
 from .environment import tf  # noqa: F401  (quiet TF import first)
 import keras
 
-from ._checks import progress_bar
-from .images import as_batch
-from .labels import resolve_classes
-from .models import input_size, predict_logits
+from .models import input_size
+from .pipeline import (cached, check_choice, check_model, check_number, check_seed,
+                       explanation_call, holder, model_batch, model_spec, positive_int,
+                       predict_logits, progress_bar, resolve_for_model)
 
 __all__ = [
     "ATTACK_METHODS",
@@ -72,14 +71,8 @@ DEFAULT_EPSILONS = (1, 2, 4, 8, 16)
 # Compiled loss/gradient and forward passes, one pair per model
 # ---------------------------------------------------------------------------
 
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _check_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a keras.Model (e.g. h.load_model()), not "
-                        f"{type(model).__name__}")
-    return model
+def _check_model(model, name="model"):
+    return check_model(model, name)
 
 
 def _compiled_loss_gradient(model):
@@ -88,28 +81,27 @@ def _compiled_loss_gradient(model):
     A None batch dimension in the signature means one trace serves every
     chunk size; eager calls would cost several times more on a CPU.
     """
-    functions = _COMPILED.get(_check_model(model))
-    if functions is None:
-        height, width = input_size(model)
-        image_spec = tf.TensorSpec([None, height, width, 3], tf.float32)
+    spec = model_spec(model)
+
+    def build():
+        logits_of = holder(spec.logits, model)
+        image_spec = tf.TensorSpec((None,) + spec.input_shape, tf.float32)
 
         @tf.function(input_signature=[image_spec, tf.TensorSpec([None], tf.int64)])
         def loss_and_gradient(images, labels):
             with tf.GradientTape() as tape:
                 tape.watch(images)
-                logits = model(images, training=False)
+                logits = logits_of()(images, training=False)
                 loss = keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             # Images do not interact (inference mode), so the gradient of the
             # summed loss holds each image's own gradient.
             return loss, tape.gradient(loss, images), logits
-
-        functions = loss_and_gradient
-        _COMPILED[model] = functions
-    return functions
+        return loss_and_gradient
+    return cached(model, "loss_and_gradient", build)
 
 
 def _loss_and_gradient(model, images, labels):
-    """Per-image losses (N,) and input gradients (N, H, W, 3) as numpy arrays."""
+    """Per-image losses (N,) and input gradients (N, H, W, C) as numpy arrays."""
     loss, gradient, _ = _compiled_loss_gradient(model)(
         tf.constant(np.asarray(images, dtype=np.float32)),
         tf.constant(np.asarray(labels, dtype=np.int64)))
@@ -117,7 +109,7 @@ def _loss_and_gradient(model, images, labels):
 
 
 def _num_classes(model) -> int:
-    return int(model.outputs[0].shape[-1])
+    return model_spec(model).num_classes
 
 
 def predict_classes(model, images, *, fit: str = "crop", batch_size: int = 32) -> np.ndarray:
@@ -125,20 +117,17 @@ def predict_classes(model, images, *, fit: str = "crop", batch_size: int = 32) -
 
     Float images at the model's size are classified as they are (unrounded).
     """
-    _check_model(model)
     _check_batch_size(batch_size)
-    batch, single = as_batch(images, model, fit=fit)
+    batch, single = model_batch(model, images, fit=fit)
     classes = np.argmax(predict_logits(model, batch, batch_size), axis=-1).astype(np.int64)
     return classes[0] if single else classes
 
 
 def _losses_and_gradients(model, images, class_index, fit, batch_size):
-    """Per-image cross-entropy (N,) and its input gradient (N, H, W, 3), chunked."""
-    _check_model(model)
+    """Per-image cross-entropy (N,) and its input gradient (N, H, W, C), chunked."""
     _check_batch_size(batch_size)
-    batch, single = as_batch(images, model, fit=fit)
-    labels = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                             num_classes=_num_classes(model))
+    call = explanation_call(model, images, class_index, fit=fit)
+    batch, single, labels = call.batch, call.single, call.classes
     chunks = [_loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])
               for i in range(0, len(batch), batch_size)]
     losses = np.concatenate([loss for loss, _ in chunks]).astype(np.float32)
@@ -163,7 +152,7 @@ def loss_gradient(model, images, class_index=None, *, fit: str = "crop",
 
     The direction every attack here follows (FGSM steps along its sign).
     ``class_index`` None = each image's predicted class. Units: loss per
-    pixel level. Returns float32 (H, W, 3) for one image or (N, H, W, 3).
+    pixel level. Returns float32 (H, W, C) for one image or (N, H, W, C).
     """
     _, gradients, single = _losses_and_gradients(model, images, class_index, fit, batch_size)
     return gradients[0] if single else gradients
@@ -174,18 +163,12 @@ def loss_gradient(model, images, class_index=None, *, fit: str = "crop",
 # ---------------------------------------------------------------------------
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    return positive_int(batch_size, "batch_size")
 
 
 def _check_epsilon(epsilon, name="epsilon") -> float:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(f"{name} must be a number of pixel levels (0..255), not "
-                        f"{type(epsilon).__name__}")
-    epsilon = float(epsilon)
-    if not math.isfinite(epsilon) or not 0 <= epsilon <= 255:
-        raise ValueError(f"{name} is in pixel levels of the 0..255 range and must lie in "
-                         f"0..255; got {epsilon!r}")
+    epsilon = check_number(epsilon, name, minimum=0, maximum=255,
+                           accepted="a number of pixel levels of the 0..255 range")
     levels = epsilon * 255
     if 0 < epsilon < 1 and round(levels) >= 1 and abs(levels - round(levels)) < 1e-4:
         # 4/255 looks like the 0..1 convention; a fraction like 0.5 is a real sub-level step.
@@ -209,9 +192,7 @@ def _check_epsilons(epsilons) -> np.ndarray:
 
 
 def _check_method(method) -> str:
-    if method not in ATTACK_METHODS:
-        raise ValueError(f"method must be one of {', '.join(ATTACK_METHODS)}, not {method!r}")
-    return method
+    return check_choice(method, "method", ATTACK_METHODS)
 
 
 def kurakin_steps(epsilon: float) -> int:
@@ -248,15 +229,11 @@ def _method_schedule(method, epsilons, steps, step_size):
     if steps is None:
         step_counts = np.array([kurakin_steps(e) for e in epsilons], dtype=np.int64)
     else:
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ValueError(f"steps must be a positive integer or None (Kurakin's "
-                             f"min(epsilon + 4, 1.25 epsilon)), not {steps!r}")
-        step_counts = np.full(len(epsilons), int(steps), dtype=np.int64)
-    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Real) or not (
-            math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step_size is in pixel levels and must be a positive number, "
-                         f"not {step_size!r}")
-    return step_counts, np.full(len(epsilons), float(step_size), dtype=np.float32)
+        steps = positive_int(steps, "steps")  # None: Kurakin's min(epsilon + 4, 1.25 epsilon)
+        step_counts = np.full(len(epsilons), steps, dtype=np.int64)
+    step_size = check_number(step_size, "step_size", minimum=0, inclusive=(False, True),
+                             accepted="a positive number of pixel levels")
+    return step_counts, np.full(len(epsilons), step_size, dtype=np.float32)
 
 
 def _progress(total, progress, desc):
@@ -268,20 +245,16 @@ def attack(model, images, class_index=None, *, method: str = "fgsm", epsilon: fl
            target_class=None, steps: int | None = None, step_size: float = 1.0,
            fit: str = "crop", batch_size: int = 16, progress: bool = True) -> np.ndarray:
     """Adversarial images by ``method`` ("fgsm" or "iterative_fgsm"); see :func:`fgsm`."""
-    _check_model(model)
     _check_method(method)
     _check_batch_size(batch_size)
     epsilon = _check_epsilon(epsilon)
-    batch, single = as_batch(images, model, fit=fit)
-    classes = _num_classes(model)
-    if target_class is not None:
-        if class_index is not None:
-            raise ValueError("give class_index (the class to move away from, untargeted) or "
-                             "target_class (the class to move towards, targeted), not both")
-        labels = resolve_classes(target_class, len(batch), num_classes=classes)
-    else:
-        labels = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                                 num_classes=classes)
+    if target_class is not None and class_index is not None:
+        raise ValueError("give class_index (the class to move away from, untargeted) or "
+                         "target_class (the class to move towards, targeted), not both")
+    call = explanation_call(model, images, class_index, fit=fit, resolve=target_class is None)
+    batch, single = call.batch, call.single
+    labels = call.classes if target_class is None else \
+        resolve_for_model(model, target_class, batch, name="target_class")
     epsilons = np.full(len(batch), epsilon, dtype=np.float32)
     step_counts, step_sizes = _method_schedule(method, epsilons, steps, step_size)
     adversarial = np.empty_like(batch)
@@ -416,21 +389,19 @@ def success_rates(model, images, class_index=None, *, epsilons=DEFAULT_EPSILONS,
     FGSM the gradient sign does not depend on epsilon, so it is computed
     once per image and reused for every epsilon.
     """
-    _check_model(model)
     _check_method(method)
     _check_batch_size(batch_size)
     epsilon_values = _check_epsilons(epsilons)
-    batch, _ = as_batch(images, model, fit=fit)
-    classes = _num_classes(model)
+    batch, _ = model_batch(model, images, fit=fit)
     clean_classes = np.argmax(predict_logits(model, batch, batch_size), axis=-1).astype(np.int64)
     if target_class is not None:
         if class_index is not None:
             raise ValueError("give class_index (untargeted) or target_class (targeted), not both")
-        labels = resolve_classes(target_class, len(batch), num_classes=classes)
+        labels = resolve_for_model(model, target_class, batch, name="target_class")
     elif class_index is None:
         labels = clean_classes
     else:
-        labels = resolve_classes(class_index, len(batch), num_classes=classes)
+        labels = resolve_for_model(model, class_index, batch)
     targeted = target_class is not None
     n_images, n_eps = len(batch), len(epsilon_values)
     adversarial_classes = np.empty((n_images, n_eps), dtype=np.int64)
@@ -580,13 +551,14 @@ def transfer_rates(source_model, target_models, images, class_index=None, *,
     ``noise_control`` adds a row per model for random +-epsilon sign noise
     (the same max-norm; pattern fixed by ``seed`` and the image's position).
     """
-    _check_model(source_model)
+    _check_model(source_model, "source_model")
     _check_method(method)
     _check_batch_size(batch_size)
+    seed = check_seed(seed, allow_none=False)
     epsilon_values = _check_epsilons(epsilons)
     targets = _named_models(target_models)
     source_size = input_size(source_model)
-    batch, _ = as_batch(images, source_model, fit=fit)
+    batch, _ = model_batch(source_model, images, fit=fit)
     source_name = source_model.name
 
     def resized_to(size):
@@ -610,9 +582,8 @@ def transfer_rates(source_model, target_models, images, class_index=None, *,
         views += [(f"{name} (random sign noise)", model, resized_to(input_size(model)), "noise")
                   for name, model in [(source_name, source_model)] + targets]
     success = np.zeros((len(views), len(batch), len(epsilon_values)), dtype=bool)
-    classes = _num_classes(source_model)
     labels_all = (None if class_index is None else
-                  resolve_classes(class_index, len(batch), num_classes=classes))
+                  resolve_for_model(source_model, class_index, batch))
     chunks = range(0, len(batch), batch_size)
     with _progress(len(chunks) * len(epsilon_values), progress, "transfer") as bar:
         for start in chunks:

@@ -31,7 +31,7 @@ import numpy as np
 from .environment import tf  # noqa: F401  (quiet TensorFlow import first)
 import keras
 
-from .images import as_batch
+from .pipeline import model_batch
 from .models import _walk, feature_model, find_layer, spatial_layers
 
 __all__ = [
@@ -614,7 +614,7 @@ def activations(model: keras.Model, images, layer, *, batch_size: int = 32,
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     found = find_layer(model, layer)
-    batch, single = as_batch(images, model, fit=fit)
+    batch, single = model_batch(model, images, fit=fit)
     cut = _feature_model(model, found.name)
     outputs = [np.asarray(cut(batch[i:i + batch_size], training=False), dtype=np.float32)
                for i in range(0, len(batch), batch_size)]
@@ -660,7 +660,7 @@ def show_feature_maps(model: keras.Model, image, layer, *, count: int = 15, ncol
     import matplotlib.pyplot as plt
 
     found = _spatial_layer(model, layer)
-    batch, single = as_batch(image, model, fit=fit)
+    batch, single = model_batch(model, image, fit=fit, name="image")
     if not single and len(batch) != 1:
         raise ValueError(f"show_feature_maps takes one image; got a batch of {len(batch)}")
     maps = activations(model, batch, found, fit=fit)[0]
@@ -693,7 +693,7 @@ def show_channel(model: keras.Model, image, layer, channel: int, *, fit: str = "
     from .plot import show
 
     found = _spatial_layer(model, layer)
-    batch, single = as_batch(image, model, fit=fit)
+    batch, single = model_batch(model, image, fit=fit, name="image")
     if not single and len(batch) != 1:
         raise ValueError(f"show_channel takes one image; got a batch of {len(batch)}")
     maps = activations(model, batch, found, fit=fit)[0]

@@ -6,20 +6,38 @@ scikit-learn (china, flower) and matplotlib (grace_hopper). ``cat_and_coffee``
 puts the cat and the espresso side by side, for class-discrimination lessons.
 
 Any image source works: a sample name, a file path, a PIL image, or an
-array (uint8 0..255 or float 0..1 / 0..255; gray, RGB or RGBA; any size).
-:func:`load_image` returns an RGB uint8 array; :func:`prepare` resizes and
-batches it for a model (float32 pixels in 0..255, the model's own
-preprocessing does the rest).
+array (gray, RGB or RGBA; any size). :func:`load_image` returns an RGB
+uint8 array; :func:`prepare` resizes and batches it for a model (float32
+pixels in 0..255, the model's own preprocessing does the rest).
+
+How pixel values are read (:func:`to_uint8`):
+
+- uint8 is taken as it is; bool is 0 or 255.
+- Floats in 0..1 are scaled by 255; floats up to 255 are taken as pixels.
+- 16-bit images are scaled by 255/65535, never clipped: uint16 arrays
+  (whatever their values), 16-bit PIL images (modes ``I;16``, ``I;16B``...)
+  and so 16-bit gray PNG and TIFF files. Pillow itself reduces 16-bit
+  colour files to 8 bits per channel.
+- Any other integer type (int32, int64, uint32, a 32-bit PIL image in mode
+  ``I``...) says nothing about its bit depth, and as often holds 8-bit
+  pixels as anything else: values in 0..255 are pixels, others are refused
+  with a ValueError (convert 16-bit data to uint16, or scale to floats).
+- Anything that is not a real number (complex, object, strings, dates,
+  structured records) is refused with a TypeError.
+
+Files and PIL images are turned upright as their EXIF Orientation tag says,
+so a phone photo does not load sideways.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "SAMPLES",
@@ -130,51 +148,110 @@ def _from_file(path: Path) -> np.ndarray:
         raise ValueError(f"image file '{path}' is damaged or truncated: {error}") from None
 
 
+# PIL's convert("RGB") clips these at 255; their arrays go through the rules above.
+_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+_NOT_REAL = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
+             "M": "dates", "m": "time spans", "V": "structured records or raw bytes"}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation tag says (phones store photos sideways)."""
+    image.load()  # a damaged file fails here, for the caller to name, not in the EXIF fallback
+    try:
+        return ImageOps.exif_transpose(image)
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error):
+        # A damaged EXIF block (Pillow raises struct.error or TypeError on some):
+        # the pixels are still good, so keep them as stored.
+        return image
+
+
 def _from_pil(image: Image.Image) -> np.ndarray:
     width, height = image.size
     _check_pixels(height, width, "the PIL image")
+    image = _upright(image)
+    if image.mode in _HIGH_BIT_MODES:
+        return _to_uint8(np.asarray(image), f"the PIL image (mode {image.mode})")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
     elif image.mode != "RGB":
         image = image.convert("RGB")
-    return to_uint8(np.asarray(image))
+    return _to_uint8(np.asarray(image), "the PIL image")
+
+
+def _real_array(array, what: str) -> np.ndarray:
+    """``array`` as a numpy array of real numbers (bool, integers, floats), or a TypeError."""
+    try:
+        array = np.asarray(array)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{what} cannot be read as an array of numbers: {error}") from None
+    if array.dtype.kind not in "buif":
+        kind = _NOT_REAL.get(array.dtype.kind, "values that are not real numbers")
+        raise TypeError(
+            f"{what} must hold numbers (bool, integers or real floats), not {kind} "
+            f"({array.dtype}); pixels are uint8 0..255, uint16 0..65535 or floats in 0..1 / 0..255")
+    return array
+
+
+def _is_16_bit(array: np.ndarray) -> bool:
+    return array.dtype.kind == "u" and array.dtype.itemsize == 2  # either byte order
+
+
+def _integers_to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    if _is_16_bit(array):
+        # 65535 -> 255, rounded exactly in integers.
+        return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > 255:
+        raise ValueError(
+            f"{what}: integer image values must lie in 0..255, got {low}..{high}. A 16-bit image "
+            "should be a uint16 array (scaled by 255/65535); other ranges: scale to floats "
+            "in 0..1 first")
+    return array.astype(np.uint8)
+
+
+def _floats_to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.itemsize < 4:
+        array = array.astype(np.float32)  # float16 is too coarse near 255 to scale in
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 255:
+        raise ValueError(
+            f"{what}: float image values must lie in 0..1 or 0..255; got {low:.3g}..{high:.3g}")
+    scale = 255.0 if high <= 1.0 else 1.0
+    return np.clip(np.round(array * scale), 0, 255).astype(np.uint8)
 
 
 def to_uint8(array) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) image from a gray/RGB/RGBA, uint8/float array.
+    """An RGB uint8 (H, W, 3) image from a gray/RGB/RGBA array of real numbers.
 
-    Floats in 0..1 are scaled by 255; floats up to 255 are taken as pixels.
+    uint8 is kept; bool becomes 0/255; floats in 0..1 are scaled by 255 and
+    floats up to 255 taken as pixels; uint16 (16-bit) is scaled by 255/65535;
+    other integer types must lie in 0..255. Complex, object, string, date and
+    structured arrays raise TypeError; values out of range raise ValueError.
     RGBA is composited on white (transparent areas become white).
     """
-    array = np.asarray(array)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == np.bool_):
-        raise TypeError(f"an image array must hold numbers, not {array.dtype}")
+    return _to_uint8(array, "the image array")
+
+
+def _to_uint8(array, what: str) -> np.ndarray:
+    array = _real_array(array, what)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ValueError(
-            f"an image array must be (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; got shape "
+            f"{what} must be (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; got shape "
             f"{array.shape}" + (" (a batch? pass one image at a time)" if array.ndim == 4 else ""))
-    _check_pixels(array.shape[0], array.shape[1], "the image array")
+    _check_pixels(array.shape[0], array.shape[1], what)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ValueError("the image array contains NaN or infinite values")
-        low, high = float(array.min()), float(array.max())
-        if low < 0 or high > 255:
-            raise ValueError(
-                f"float image values must lie in 0..1 or 0..255; got {low:.3g}..{high:.3g}")
-        scale = 255.0 if high <= 1.0 else 1.0
-        array = np.clip(np.round(array * scale), 0, 255).astype(np.uint8)
+    elif array.dtype.kind == "f":
+        array = _floats_to_uint8(array, what)
     elif array.dtype != np.uint8:
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise ValueError(f"integer image values must lie in 0..255; got {low}..{high}")
-        array = array.astype(np.uint8)
+        array = _integers_to_uint8(array, what)
+    if array.ndim == 2:  # gray, stacked only now that the size is checked and 8-bit
+        array = np.stack([array] * 3, axis=-1)
     if array.shape[-1] == 4:
         alpha = array[..., 3:4].astype(np.float32) / 255.0
         rgb = array[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
@@ -183,18 +260,38 @@ def to_uint8(array) -> np.ndarray:
 
 
 def to_float_pixels(array) -> np.ndarray:
-    """A float32 (H, W, 3) RGB image in 0..255 from floats in 0..1 or 0..255, unrounded."""
-    array = np.asarray(array, dtype=np.float32)
+    """A float32 image in 0..255, unrounded, from floats in 0..1 or 0..255.
+
+    Integer arrays are pixel values read as :func:`to_uint8` reads them
+    (uint16 scaled by 255/65535, bool 0/255, others in 0..255), not rounded.
+    """
+    array = _real_array(array, "the image array")
+    if array.dtype == np.bool_:
+        return array.astype(np.float32) * 255.0
+    if _is_16_bit(array):
+        return array.astype(np.float32) * np.float32(255 / 65535)
     if not np.all(np.isfinite(array)):
         raise ValueError("the image array contains NaN or infinite values")
     low, high = float(array.min()), float(array.max())
+    if array.dtype.kind != "f":
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"the image array: integer image values must lie in 0..255, got {low:.0f}.."
+                f"{high:.0f}; a 16-bit image should be a uint16 array")
+        return array.astype(np.float32)
     if low < 0 or high > 255:
         raise ValueError(f"float image values must lie in 0..1 or 0..255; got {low:.3g}..{high:.3g}")
+    array = array.astype(np.float32)
     return array * 255.0 if high <= 1.0 else array
 
 
 def load_image(source) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array from a sample name, path, PIL image or array."""
+    """An RGB uint8 (H, W, 3) array from a sample name, path, PIL image or array.
+
+    Files and PIL images are turned upright by their EXIF orientation; pixel
+    values are read by the rules of :func:`to_uint8` (16-bit scaled, never
+    clipped).
+    """
     if isinstance(source, Image.Image):
         return _from_pil(source)
     if isinstance(source, (str, os.PathLike)):

@@ -57,8 +57,8 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
 from .architecture import _feature_model, _output_shape
-from .images import as_batch
 from .labels import resolve_classes
+from .pipeline import model_batch, model_spec, resolve_for_model
 from .models import _walk, find_layer, input_size, predict_logits
 
 __all__ = [
@@ -287,7 +287,7 @@ def _start_images(start, count, model, seed):
         # Low-contrast noise around grey: the ascent, not the start, makes the pattern.
         return rng.uniform(127.5 - 32, 127.5 + 32, (count, height, width, 3)).astype(np.float32)
     try:
-        batch, _ = as_batch(start, model)
+        batch, _ = model_batch(model, start, name="start")
     except (TypeError, ValueError) as error:
         raise type(error)(f"start must be 'noise', 'grey' or an image ({error})") from None
     if len(batch) == 1 and count > 1:
@@ -390,8 +390,7 @@ def maximize_class(model: keras.Model, class_index, *, steps: int | None = None,
     callbacks (e.g. :class:`Snapshots`).
     """
     classes, single = _as_list(class_index)
-    indices = resolve_classes(classes, len(classes),
-                              num_classes=int(model.outputs[0].shape[-1]))
+    indices = resolve_classes(classes, len(classes), num_classes=model_spec(model).num_classes)
     images = _run(model, model, ("class",), indices, steps=steps, seed=seed, start=start,
                   tv_weight=tv_weight, norm_weight=norm_weight, norm_p=norm_p, jitter=jitter,
                   rotation=rotation, scale=scale, learning_rate=learning_rate,
@@ -466,8 +465,8 @@ def maximize_channel(model: keras.Model, layer, channel, *, pre_activation: bool
 
 def class_score(model: keras.Model, images, class_index) -> np.ndarray | float:
     """The logit of ``class_index`` for one image (a float) or a batch (an array)."""
-    batch, single = as_batch(images, model)
-    indices = resolve_classes(class_index, len(batch), num_classes=int(model.outputs[0].shape[-1]))
+    batch, single = model_batch(model, images)
+    indices = resolve_for_model(model, class_index, batch)
     logits = predict_logits(model, batch)
     scores = logits[np.arange(len(batch)), indices]
     return float(scores[0]) if single else scores
@@ -477,7 +476,7 @@ def channel_score(model: keras.Model, images, layer, channel, *,
                   pre_activation: bool = True) -> np.ndarray | float:
     """The objective of :func:`maximize_channel`: a channel's mean activation, per image."""
     target = maximization_target(model, layer, pre_activation=pre_activation)
-    batch, single = as_batch(images, model)
+    batch, single = model_batch(model, images)
     channels, _ = _channels(model, target, channel)
     if len(channels) not in (1, len(batch)):
         raise ValueError(f"got {len(channels)} channels for {len(batch)} images; give one or "

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .environment import choose, tf
-from ._checks import positive_int
-from .images import as_batch
-from .labels import class_name, resolve_classes
-from .models import compiled_logits, input_size, probabilities
+from .labels import class_name
+from .masks import baseline_image
+from .models import probabilities
+from .pipeline import (batches, check_number, check_seed, compiled_logits, explanation_call,
+                       positive_int)
 
 __all__ = [
     "PerturbationCurve",
@@ -62,7 +63,6 @@ __all__ = [
 
 DELETION_BASELINE = "black"
 INSERTION_BASELINE = "blur"
-BASELINES = ("black", "blur", "mean", "gray")
 
 
 # --------------------------------------------------------------------------
@@ -120,7 +120,8 @@ def _maps_for_batch(heatmaps, batch: np.ndarray, single: bool) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 def _class_probabilities(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Softmax probability of ``classes[i]`` for ``images[i]``."""
+    """Softmax probability of ``classes[i]`` for ``images[i]`` (the softmax of the logits,
+    applied once, also for a model that ends in a softmax)."""
     logits = np.asarray(compiled_logits(model)(tf.constant(images, dtype=tf.float32)))
     return probabilities(logits)[np.arange(len(images)), classes]
 
@@ -163,43 +164,15 @@ def area_under_curve(fractions, scores) -> float | np.ndarray:
     return float(area) if np.ndim(area) == 0 else area
 
 
-def _baseline_image(image: np.ndarray, baseline, blur_sigma: float) -> np.ndarray:
-    """What removed pixels become (deletion) or what the image starts from (insertion)."""
-    if isinstance(baseline, str):
-        if baseline == "black":
-            return np.zeros_like(image)
-        if baseline == "gray":
-            return np.full_like(image, 127.5)
-        if baseline == "mean":
-            return np.broadcast_to(image.mean(axis=(0, 1), keepdims=True), image.shape).copy()
-        if baseline == "blur":
-            from scipy.ndimage import gaussian_filter
-
-            return gaussian_filter(image, sigma=(blur_sigma, blur_sigma, 0), mode="nearest")
-        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, a pixel value "
-                         f"0..255 or an image array; got {baseline!r}")
-    if np.isscalar(baseline) and not isinstance(baseline, (bool, np.bool_)):
-        if not 0 <= float(baseline) <= 255:
-            raise ValueError(f"a constant baseline is a pixel value in 0..255, not {baseline}")
-        return np.full_like(image, float(baseline))
-    array = np.asarray(baseline, dtype=np.float32)
-    if array.shape != image.shape:
-        raise ValueError(f"a baseline image must have the model input's shape {image.shape}; "
-                         f"got {array.shape}")
-    return array
-
-
 def _perturbation_curve(kind, model, images, heatmaps, class_index, steps, baseline,
                         blur_sigma, batch_size, progress) -> PerturbationCurve:
-    from tqdm.auto import tqdm
-
-    batch, single = as_batch(images, model)
-    maps = _maps_for_batch(heatmaps, batch, single)
     steps = positive_int(choose(50, 12) if steps is None else steps, "steps")
     batch_size = positive_int(batch_size, "batch_size")
-    if not blur_sigma > 0:
-        raise ValueError(f"blur_sigma must be positive, not {blur_sigma}")
-    classes = resolve_classes(class_index, len(batch), model=model, batch=batch)
+    check_number(blur_sigma, "blur_sigma", minimum=0, inclusive=(False, True),
+                 accepted="a positive number of pixels")
+    call = explanation_call(model, images, class_index)
+    batch, single, classes = call.batch, call.single, call.classes
+    maps = _maps_for_batch(heatmaps, batch, single)
     count, height, width = maps.shape
     pixels = height * width
     # Pixels changed after each step: 0, ..., all of them.
@@ -213,25 +186,24 @@ def _perturbation_curve(kind, model, images, heatmaps, class_index, steps, basel
         rank = np.empty(pixels, dtype=np.int64)
         rank[order] = np.arange(pixels)
         ranks.append(rank.reshape(height, width))
-        baselines.append(_baseline_image(image, baseline, blur_sigma).astype(np.float32))
+        baselines.append(baseline_image(image, baseline, blur_sigma=blur_sigma))
 
     jobs = [(i, k) for i in range(count) for k in range(steps + 1)]
     scores = np.empty((count, steps + 1), dtype=np.float64)
-    with tqdm(total=len(jobs), desc=f"{kind} curve", disable=not progress, leave=False) as bar:
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            perturbed = np.empty((len(chunk),) + batch.shape[1:], dtype=np.float32)
-            for j, (i, k) in enumerate(chunk):
-                chosen = (ranks[i] < changed[k])[..., None]
-                if kind == "deletion":
-                    perturbed[j] = np.where(chosen, baselines[i], batch[i])
-                else:
-                    perturbed[j] = np.where(chosen, batch[i], baselines[i])
-            image_ids = np.array([i for i, _ in chunk])
-            probs = _class_probabilities(model, perturbed, classes[image_ids])
-            for (i, k), p in zip(chunk, probs):
-                scores[i, k] = p
-            bar.update(len(chunk))
+    for start, stop in batches(len(jobs), batch_size, progress=progress,
+                               description=f"{kind} curve", unit="img", minimum=0):
+        chunk = jobs[start:stop]
+        perturbed = np.empty((len(chunk),) + batch.shape[1:], dtype=np.float32)
+        for j, (i, k) in enumerate(chunk):
+            chosen = (ranks[i] < changed[k])[..., None]
+            if kind == "deletion":
+                perturbed[j] = np.where(chosen, baselines[i], batch[i])
+            else:
+                perturbed[j] = np.where(chosen, batch[i], baselines[i])
+        image_ids = np.array([i for i, _ in chunk])
+        probs = _class_probabilities(model, perturbed, classes[image_ids])
+        for (i, k), p in zip(chunk, probs):
+            scores[i, k] = p
 
     auc = area_under_curve(fractions, scores)
     label = baseline if isinstance(baseline, str) else "custom"
@@ -255,8 +227,9 @@ def deletion_curve(model, images, heatmaps, class_index=None, *, steps: int | No
     **Lower is better**: a faithful map points at the pixels whose removal
     destroys the evidence first. ``heatmaps``: (H, W) for one image or
     (N, H, W) for a batch, at the model's input size (any method's output).
-    ``baseline``: "black" (the paper's choice), "blur", "mean", "gray", a
-    pixel value or an image. ``class_index``: None = the predicted class.
+    ``baseline``: what deleted pixels become (:func:`helpers.baseline_image`):
+    "black" (the paper's choice), "blur" (Gaussian sigma ``blur_sigma``
+    pixels), "mean", "grey", a pixel value or an image. ``class_index``: None = the predicted class.
     Steps default to 50 (12 in fast mode). Probabilities are computed in
     batches of ``batch_size`` perturbed images (several images share batches).
     """
@@ -360,10 +333,11 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
     """
     if not isinstance(heatmaps, dict) or not heatmaps:
         raise TypeError("heatmaps must be a non-empty dict {method name: map}")
-    batch, single = as_batch(image, model)
-    if not single and len(batch) != 1:
-        raise ValueError(f"compare_maps takes one image; got a batch of {len(batch)}")
-    classes = resolve_classes(class_index, 1, model=model, batch=batch)
+    call = explanation_call(model, image, class_index, name="image")
+    if not call.single and len(call.batch) != 1:
+        raise ValueError(f"image: compare_maps takes one image; got a batch of "
+                         f"{len(call.batch)}")
+    batch, classes = call.batch, call.classes
     columns = ["deletion", "insertion", "ins - del"]
     better = {"deletion": "lower", "insertion": "higher", "ins - del": "higher"}
     if human is not None:
@@ -393,7 +367,7 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
             values += [agreement["iou"], float(agreement["pointing"]), agreement["spearman"]]
         rows.append((name, values))
     title = f"class {int(classes[0])} ({class_name(int(classes[0]))})" \
-        if model.outputs[0].shape[-1] == 1000 else f"class {int(classes[0])}"
+        if call.spec.num_classes == 1000 else f"class {int(classes[0])}"
     if relative:
         title += ", AUC relative to the photo's probability"
     return ScoreTable(columns, rows, better, title, curves)
@@ -600,9 +574,10 @@ def cascading_randomization(model, explain, images, class_index=None, *, stages=
     if not callable(explain):
         raise TypeError("explain must be a function explain(model, images, class_index), "
                         f"not {type(explain).__name__}")
+    seed = check_seed(seed, allow_none=False)
+    call = explanation_call(model, images, class_index)
+    batch, single, classes = call.batch, call.single, call.classes
     chosen = _select_stages(model, stages, by)
-    batch, single = as_batch(images, model)
-    classes = resolve_classes(class_index, len(batch), model=model, batch=batch)
     fresh = _fresh_weights(model, seed)
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())

@@ -33,11 +33,9 @@ import numbers
 import numpy as np
 
 from .environment import choose
-from .adversarial import (_check_batch_size, _check_epsilon, _check_model,
-                          _loss_and_gradient, _num_classes)
-from .images import as_batch
-from .models import predict_logits
-from .labels import resolve_classes
+from .adversarial import _check_batch_size, _check_epsilon, _loss_and_gradient
+from .pipeline import (batches, check_number, check_seed, explanation_call, model_batch,
+                       positive_int, predict_logits)
 
 __all__ = [
     "perlin_noise",
@@ -62,25 +60,16 @@ def _check_size(size) -> tuple[int, int]:
 
 
 def _check_count(count):
-    if count is None:
-        return None
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
-        raise ValueError(f"count must be None (one image) or a positive integer, not {count!r}")
-    return int(count)
+    return None if count is None else positive_int(count, "count")
 
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise TypeError(f"seed must be a non-negative integer (results repeat), not {seed!r}")
-    return int(seed)
+    return check_seed(seed, allow_none=False)
 
 
 def _positive(value, name, minimum=0.0, inclusive=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a number, not {value!r}")
-    if value < minimum or (value == minimum and not inclusive):
-        raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {minimum:g}; got {value!r}")
-    return float(value)
+    return check_number(value, name, minimum=minimum, inclusive=(inclusive, True),
+                        accepted=f"a number {'>=' if inclusive else '>'} {minimum:g}")
 
 
 def _fade(t):
@@ -135,7 +124,7 @@ def perlin_noise(size=224, *, frequency: float = 4.0, octaves: int = 4, persiste
     frequency = _positive(frequency, "frequency")
     persistence = _positive(persistence, "persistence")
     lacunarity = _positive(lacunarity, "lacunarity", 1.0, inclusive=True)
-    if isinstance(octaves, bool) or not isinstance(octaves, numbers.Integral) or not 1 <= octaves <= 12:
+    if positive_int(octaves, "octaves") > 12:
         raise ValueError(f"octaves must be an integer from 1 to 12, not {octaves!r}")
     sine_frequency = _positive(sine_frequency, "sine_frequency", 0.0, inclusive=True)
     count_value = _check_count(count)
@@ -185,13 +174,17 @@ def random_sign_noise(size=224, epsilon: float = 8.0, *, seed: int = 0,
 
 
 def _check_perturbation(perturbation, batch) -> np.ndarray:
-    perturbation = np.asarray(perturbation, dtype=np.float32)
+    try:
+        perturbation = np.asarray(perturbation, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"perturbation must be an array of pixel levels, not "
+                        f"{type(perturbation).__name__}") from None
     shape = batch.shape[1:]
     if perturbation.shape != shape and perturbation.shape != batch.shape:
-        raise ValueError(f"the perturbation must have shape {shape} (one for all images) or "
+        raise ValueError(f"perturbation must have shape {shape} (one for all images) or "
                          f"{batch.shape} (one per image); got {perturbation.shape}")
     if not np.all(np.isfinite(perturbation)):
-        raise ValueError("the perturbation contains NaN or infinite values")
+        raise ValueError("perturbation contains NaN or infinite values")
     return perturbation
 
 
@@ -201,8 +194,7 @@ def apply_perturbation(model, images, perturbation, *, fit: str = "crop") -> np.
     ``perturbation`` (pixel levels): (H, W, 3) for every image, or (N, H, W, 3).
     Returns (H, W, 3) for one image, (N, H, W, 3) for a batch.
     """
-    _check_model(model)
-    batch, single = as_batch(images, model, fit=fit)
+    batch, single = model_batch(model, images, fit=fit)
     perturbed = np.clip(batch + _check_perturbation(perturbation, batch), 0.0, 255.0)
     perturbed = perturbed.astype(np.float32)
     return perturbed[0] if single else perturbed
@@ -215,9 +207,8 @@ def fooling_rate(model, images, perturbation, *, fit: str = "crop",
     Moosavi-Dezfooli et al.'s measure: ``mean_i [argmax f(clip(x_i + delta)) !=
     argmax f(x_i)]``; ``perturbation`` is (H, W, 3) or one per image (N, H, W, 3).
     """
-    _check_model(model)
     _check_batch_size(batch_size)
-    batch, _ = as_batch(images, model, fit=fit)
+    batch, _ = model_batch(model, images, fit=fit)
     perturbed = np.clip(batch + _check_perturbation(perturbation, batch), 0.0, 255.0)
     clean = np.argmax(predict_logits(model, batch, batch_size), axis=-1)
     attacked = np.argmax(predict_logits(model, perturbed.astype(np.float32), batch_size), axis=-1)
@@ -239,21 +230,15 @@ def universal_perturbation(model, images, class_index=None, *, epsilon: float = 
     levels of 0..255 (alpha None = epsilon / 4); ``steps`` None = 40 (12 in
     fast mode). Returns float32 (H, W, 3) at the model's input size.
     """
-    from tqdm.auto import tqdm
-
-    _check_model(model)
     _check_batch_size(batch_size)
     epsilon = _check_epsilon(epsilon)
-    steps = choose(40, 12) if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be a positive integer or None, not {steps!r}")
+    steps = positive_int(choose(40, 12) if steps is None else steps, "steps")
     step_size = epsilon / 4 if step_size is None else _positive(step_size, "step_size")
-    batch, _ = as_batch(images, model, fit=fit)
-    labels = resolve_classes(class_index, len(batch), model=model, batch=batch,
-                             num_classes=_num_classes(model))
+    call = explanation_call(model, images, class_index, fit=fit)
+    batch, labels = call.batch, call.classes
     perturbation = np.zeros(batch.shape[1:], dtype=np.float32)
-    for _ in tqdm(range(int(steps)), desc="universal perturbation", disable=not progress,
-                  leave=False):
+    for _ in batches(steps, 1, progress=progress, description="universal perturbation",
+                     unit="step"):
         votes = np.zeros_like(perturbation, dtype=np.float64)
         for start in range(0, len(batch), batch_size):
             perturbed = np.clip(batch[start:start + batch_size] + perturbation, 0.0, 255.0)

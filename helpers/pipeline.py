@@ -79,7 +79,7 @@ def positive_int(value, name: str) -> int:
         raise TypeError(f"{name} must be a positive integer, not {type(value).__name__} "
                         f"({value!r})")
     if value < 1:
-        raise ValueError(f"{name} must be a positive integer (1 or more), got {value}")
+        raise ValueError(f"{name} must be a positive integer (at least 1), got {value}")
     return int(value)
 
 
@@ -210,21 +210,6 @@ def _softmax_replacement(layer):
     return None
 
 
-def _replay(model, replace_op, replacement):
-    """``model``'s graph run again on fresh inputs with one operation replaced."""
-    inputs = [keras.Input(t.shape[1:], dtype=t.dtype) for t in model.inputs]
-    if isinstance(model, keras.Sequential):
-        x = inputs[0]
-        for layer in model.layers:
-            x = replacement(x) if layer is replace_op else layer(x)
-        return keras.Model(inputs[0], x, name=f"{model.name}_logits")
-    outputs = model._run_through_graph(
-        inputs if len(inputs) > 1 else inputs[0],
-        operation_fn=lambda op: replacement if op is replace_op else op)
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
-                       name=f"{model.name}_logits")
-
-
 def _logit_twin(model):
     """(description, weight-sharing logits model) for a softmax-ending model, else None."""
     last = _output_layer(model)
@@ -244,7 +229,11 @@ def _logit_twin(model):
                    "(explained on a copy)", copy
         return None
     description, replacement = found
-    return description, _replay(model, last, replacement)
+    # Built on the model's own graph tensors (the softmax layer's input), so the
+    # twin shares every layer and its inner layers' outputs stay reachable from
+    # its input (Grad-CAM and SHAP read them).
+    return description, keras.Model(model.inputs[0], replacement(last.input),
+                                    name=f"{model.name}_logits")
 
 
 @dataclass(frozen=True)
@@ -279,8 +268,11 @@ def check_model(model, name: str = "model"):
     if isinstance(model, keras.Model):
         return model
     if isinstance(model, str):
-        raise TypeError(f"{name} must be a Keras model, not the string {model!r}: load it "
-                        f"first, e.g. model = h.load_model({model!r})")
+        from .models import MODEL_NAMES
+
+        hint = (f"load it first: model = h.load_model({model!r})" if model in MODEL_NAMES
+                else f"load one with h.load_model(name), name one of {', '.join(MODEL_NAMES)}")
+        raise TypeError(f"{name} must be a Keras model, not the string {model!r}; {hint}")
     raise TypeError(f"{name} must be a Keras model (e.g. h.load_model()), not "
                     f"{type(model).__name__}")
 
@@ -384,6 +376,14 @@ def model_batch(model, images, *, fit: str = "crop", name: str = "images"):
 
     spec = model_spec(model)
     height, width, channels = spec.input_shape
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError(f"{name}: the list of images is empty")
+        parts = [model_batch(model, image, fit=fit, name=f"{name}[{i}]")
+                 for i, image in enumerate(images)]
+        if not all(single for _, single in parts):
+            raise ValueError(f"{name}: a list must hold single images, not batches")
+        return np.concatenate([batch for batch, _ in parts]), False
     if isinstance(images, np.ndarray) and images.ndim == 4:
         if images.shape[1:3] != (height, width) or images.shape[-1] not in (channels, 3):
             raise ValueError(

@@ -44,9 +44,11 @@ import numpy as np
 from .environment import choose, tf  # noqa: F401  (quiet TF import first)
 import keras
 
-from .images import as_batch, load_image, sample_names, SAMPLES
-from .labels import NUM_CLASSES, class_name, resolve_classes
-from .models import feature_model, find_layer, predict_logits
+from .images import load_image, sample_names, SAMPLES
+from .labels import NUM_CLASSES, class_name
+from .models import feature_model, find_layer
+from .pipeline import (cached, check_seed, explanation_call, holder, model_batch, model_spec,
+                       positive_int, predict_logits, resolve_for_model)
 
 __all__ = [
     "ShapExplanation",
@@ -62,10 +64,8 @@ __all__ = [
 # Photos the background is cut from: every bundled photo except the montage,
 # which only repeats two of the others.
 BACKGROUND_PHOTOS = tuple(name for name in SAMPLES if name != "cat_and_coffee")
-# Traced explainers kept per (model, layer), and backgrounds kept per explainer.
-_CACHE_SIZE = 6
+# Backgrounds kept per traced explainer (one explainer per model and layer).
 _BACKGROUNDS_PER_LAYER = 3
-_explainers: OrderedDict = OrderedDict()
 
 
 # --------------------------------------------------------------------------
@@ -96,11 +96,8 @@ def background_set(model_or_size, size: int | None = None, *, seed: int = 0, pho
 
     from .images import _target_size
 
-    size = choose(32, 8) if size is None else size
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise TypeError(f"the background size must be an integer, not {type(size).__name__}")
-    if size < 1:
-        raise ValueError(f"the background size must be at least 1 image, not {size}")
+    size = positive_int(choose(32, 8) if size is None else size, "size")
+    seed = check_seed(seed, allow_none=False)
     names = list(BACKGROUND_PHOTOS if photos is None else photos)
     unknown = [name for name in names if name not in SAMPLES]
     if not names or unknown:
@@ -232,10 +229,11 @@ class _SelectedLogit(keras.layers.Layer):
 class _Explainer:
     """shap's explainer for one (model, layer), traced once, and its backgrounds."""
 
-    model: keras.Model
+    logits: object  # a callable returning the logits model (held weakly if it is the user's)
+    name: str
     layer: str | None
     head: keras.Model | None
-    tail: keras.Model
+    tail: keras.Model | None
     selector: _SelectedLogit
     shap_explainer: object
     layer_shape: tuple
@@ -255,21 +253,23 @@ def _run_in_chunks(model, batch, batch_size):
 
 
 def _explainer(model, layer_name) -> _Explainer:
+    """shap's explainer of ``model``'s logits at ``layer_name``, built once per (model, layer)."""
+    return cached(model, ("shap", layer_name), lambda: _build_explainer(model, layer_name))
+
+
+def _build_explainer(model, layer_name) -> _Explainer:
     import shap
 
-    key = (id(model), layer_name)
-    cached = _explainers.get(key)
-    if cached is not None and cached.model is model:
-        _explainers.move_to_end(key)
-        return cached
+    logits = model_spec(model).logits
     if layer_name is None:
-        head, tail = None, model
+        head, tail = None, None
+        inputs, outputs = logits.inputs[0], logits.outputs[0]
     else:
-        head, tail = split_model(model, layer_name)
+        head, tail = split_model(logits, layer_name)
+        inputs, outputs = tail.inputs[0], tail.outputs[0]
     selector = _SelectedLogit(name="selected_logit")
-    wrapped = keras.Model(tail.inputs[0], selector(tail.outputs[0]),
-                          name=f"{model.name}_selected_logit")
-    layer_shape = tuple(int(d) for d in tail.inputs[0].shape[1:])
+    wrapped = keras.Model(inputs, selector(outputs), name=f"{model.name}_selected_logit")
+    layer_shape = tuple(int(d) for d in inputs.shape[1:])
     # The background is set per call (_use_background); samples arrive in
     # chunks no larger than batch_size, so shap's own batching never splits them.
     placeholder = np.zeros((1,) + layer_shape, dtype=np.float32)
@@ -277,11 +277,8 @@ def _explainer(model, layer_name) -> _Explainer:
     if not isinstance(getattr(explainer.explainer, "data", None), list):
         raise RuntimeError("this shap version keeps the background elsewhere; "
                            "helpers.shap_explain needs shap==0.51")
-    entry = _Explainer(model, layer_name, head, tail, selector, explainer, layer_shape)
-    _explainers[key] = entry
-    while len(_explainers) > _CACHE_SIZE:
-        _explainers.popitem(last=False)
-    return entry
+    return _Explainer(holder(logits, model), model.name, layer_name, head, tail, selector,
+                      explainer, layer_shape)
 
 
 def _use_background(entry: _Explainer, background, batch_size) -> np.ndarray:
@@ -290,17 +287,17 @@ def _use_background(entry: _Explainer, background, batch_size) -> np.ndarray:
     if key not in entry.backgrounds:
         if entry.head is None:
             layer_background = background
-            expected = predict_logits(entry.model, background, batch_size).mean(axis=0)
+            expected = _run_in_chunks(entry.logits(), background, batch_size).mean(axis=0)
         else:
             layer_background = _run_in_chunks(entry.head, background, batch_size)
             through = _run_in_chunks(entry.tail, layer_background, batch_size)
             expected = through.mean(axis=0)
             # Guard: the two halves must reproduce the model (checked on two images).
-            direct = predict_logits(entry.model, background[:2], batch_size)
+            direct = _run_in_chunks(entry.logits(), background[:2], batch_size)
             scale = max(1.0, float(np.abs(direct).max()))
             if not np.allclose(through[:2], direct, atol=1e-3 * scale):
                 raise RuntimeError(
-                    f"splitting {entry.model.name!r} at {entry.layer!r} changed "
+                    f"splitting {entry.name!r} at {entry.layer!r} changed "
                     f"the logits (max difference {np.abs(through[:2] - direct).max():.3g})")
         entry.backgrounds[key] = (layer_background, expected.astype(np.float64))
         while len(entry.backgrounds) > _BACKGROUNDS_PER_LAYER:
@@ -418,14 +415,6 @@ def _ranks_to_explain(ranks, num_classes):
     return np.asarray(chosen)
 
 
-def _check_count(value, what, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{what} must be at least {minimum}, not {value}")
-    return int(value)
-
-
 def _sum_preserving_resize(maps, size):
     """Bilinear resize of (M, h, w) maps to ``size``, scaled so each map keeps its sum."""
     small = maps.shape[1] * maps.shape[2]
@@ -535,26 +524,21 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     one image or (N, K, H, W) for a batch, the classes, and the
     completeness gap.
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a Keras model, not {type(model).__name__}")
-    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-        raise ValueError(f"model {model.name!r} must have one output of logits (batch, classes)")
-    num_classes = int(model.outputs[0].shape[-1])
-    samples = _check_count(choose(200, 32) if samples is None else samples, "samples")
-    batch_size = _check_count(batch_size, "batch_size")
+    num_classes = model_spec(model).num_classes
+    samples = positive_int(choose(200, 32) if samples is None else samples, "samples")
+    batch_size = positive_int(batch_size, "batch_size")
+    seed = check_seed(seed, allow_none=False)
     if background is not None and background_size is not None:
         raise ValueError("give either background (the images) or background_size (to build "
                          "h.background_set), not both")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     if class_index is not None and ranks is not None:
         raise ValueError("give class_index (explain that class) or ranks (explain the top "
                          "classes), not both")
-    batch, single = as_batch(images, model)
+    call = explanation_call(model, images, resolve=False)
+    batch, single = call.batch, call.single
     if background is None:
         background = background_set(model, background_size, seed=seed)
-    else:
-        background, _ = as_batch(background, model)
+    background, _ = model_batch(model, background, name="background")
     layer_name = None
     if layer is not None and not isinstance(find_layer(model, layer), keras.layers.InputLayer):
         layer_name = find_layer(model, layer).name
@@ -565,7 +549,7 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
         chosen_ranks = _ranks_to_explain(2 if ranks is None else ranks, num_classes)
         classes = order[:, chosen_ranks - 1]
     else:
-        classes = resolve_classes(class_index, len(batch), num_classes=num_classes)[:, None]
+        classes = resolve_for_model(model, class_index, batch)[:, None]
     rank_of = np.argsort(order, axis=-1)
     class_ranks = np.take_along_axis(rank_of, classes, axis=-1) + 1
 

@@ -298,5 +298,5 @@ def test_errors(tiny_cnn, tiny_image):
         h.success_rates(tiny_cnn, tiny_image, epsilons=[])
     with pytest.raises(TypeError, match="target_models"):
         h.transfer_rates(tiny_cnn, "lite1", tiny_image)
-    with pytest.raises(TypeError, match="keras.Model"):
+    with pytest.raises(TypeError, match="must be a Keras model"):
         h.fgsm("model", tiny_image)

@@ -137,7 +137,7 @@ def test_universal_perturbation_respects_budget_and_repeats(tiny_cnn):
         tiny_cnn, images, epsilon=5, steps=6, batch_size=5, progress=False))
     with pytest.raises(ValueError, match="steps"):
         h.universal_perturbation(tiny_cnn, images, steps=0)
-    with pytest.raises(TypeError, match="keras.Model"):
+    with pytest.raises(TypeError, match="must be a Keras model"):
         h.universal_perturbation(None, images)
 
 

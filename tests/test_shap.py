@@ -332,9 +332,9 @@ def test_error_paths(tiny_cnn, tiny_image, tiny_background):
         h.expected_gradients(tiny_cnn, tiny_image, background_size=4, **run)
     with pytest.raises(ValueError, match="out of range"):
         h.expected_gradients(tiny_cnn, tiny_image, class_index=12, **run)
-    with pytest.raises(ValueError, match="samples must be at least 1"):
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
         h.expected_gradients(tiny_cnn, tiny_image, background=tiny_background, samples=0)
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         h.expected_gradients(tiny_cnn, tiny_image, batch_size=0, **run)
     with pytest.raises(ValueError, match="seed"):
         h.expected_gradients(tiny_cnn, tiny_image, seed=-1, **run)
