@@ -44,7 +44,7 @@ os.environ.setdefault("UNMASKING_CNNS_FAST", "0")
 import numpy as np  # noqa: E402
 
 import helpers as h  # noqa: E402
-from helpers.occlusion import fill_image  # noqa: E402
+from helpers.masks import baseline_image  # noqa: E402
 
 PATCH_SIZE, STRIDE = 32, 8
 
@@ -64,7 +64,7 @@ def timed(function) -> np.ndarray:
 
 def loop_seconds(model, image, masks, start, stop):
     """The articles' way: one masked image, one ``model.predict``; seconds for masks start..stop-1."""
-    fill = fill_image(image, "grey")
+    fill = baseline_image(image, "grey")
 
     def run():
         for i in range(start, stop):

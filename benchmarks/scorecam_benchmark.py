@@ -48,6 +48,7 @@ def _tf_keras_vis(model, image, class_index, max_n):
     from tf_keras_vis.utils.scores import CategoricalScore
 
     import helpers as h
+from helpers.models import feature_model
 
     keras.config.disable_interactive_logging()
     with warnings.catch_warnings():
@@ -69,7 +70,7 @@ def _one_at_a_time(model, image, class_index, max_n):
 
     import helpers as h
 
-    features = h.feature_model(model, LAYER, include_output=False)
+    features = feature_model(model, LAYER, include_output=False)
     activations = np.asarray(features(image[None]))[0]
     logits_of = tf.function(lambda x: model(x, training=False),
                             input_signature=[tf.TensorSpec((None,) + image.shape, tf.float32)])

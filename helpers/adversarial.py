@@ -57,11 +57,8 @@ __all__ = [
     "cross_entropy",
     "loss_gradient",
     "predict_classes",
-    "resize_batch",
     "success_rates",
-    "SuccessRates",
     "transfer_rates",
-    "TransferTable",
 ]
 
 ATTACK_METHODS = ("fgsm", "iterative_fgsm")

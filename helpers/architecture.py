@@ -35,12 +35,9 @@ from .pipeline import model_batch
 from .models import _walk, feature_model, find_layer, spatial_layers
 
 __all__ = [
-    "Table",
     "layer_table",
     "group_table",
-    "layer_group",
     "show_architecture",
-    "conv_layers",
     "filter_weights",
     "rgb_filters",
     "channel_filters",

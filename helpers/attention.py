@@ -43,17 +43,9 @@ from .images import SAMPLES, load_image, resize_image
 from .labels import DATA_DIR, class_index as lookup_class_index, class_name as lookup_class_name
 
 __all__ = [
-    "ATTENTION_FORMAT",
-    "ATTENTION_VERSION",
-    "ATTENTION_DIR",
-    "AttentionAnnotation",
-    "save_annotation",
-    "load_annotation",
     "load_annotations",
-    "cells_to_mask",
     "attention_map",
     "human_attention_map",
-    "AttentionGrid",
     "attention_grid",
 ]
 

@@ -79,7 +79,6 @@ __all__ = [
     "gradcam",
     "guided_gradcam",
     "gradcam_parts",
-    "GradcamParts",
     "upsample_map",
     "cam_layer",
 ]

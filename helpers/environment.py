@@ -22,16 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "FAST_ENV",
-    "CACHE_ENV",
-    "setup",
-    "fast_mode",
-    "choose",
-    "cache_dir",
-    "seed_everything",
-    "quiet_stderr",
-]
+__all__ = ["setup", "fast_mode", "choose", "seed_everything"]
 
 FAST_ENV = "UNMASKING_CNNS_FAST"
 CACHE_ENV = "UNMASKING_CNNS_CACHE"

@@ -40,15 +40,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
-    "SAMPLES",
-    "MAX_PIXELS",
     "sample_names",
     "load_image",
     "prepare",
     "as_batch",
-    "resize_image",
-    "to_uint8",
-    "to_float_pixels",
 ]
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused (decompression bombs)

@@ -16,8 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATA_DIR", "class_names", "class_name", "class_index", "TopK", "top_k",
-           "decode", "resolve_classes"]
+__all__ = [
+    "class_names",
+    "class_name",
+    "class_index",
+    "top_k",
+    "decode",
+]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 NUM_CLASSES = 1000

@@ -30,9 +30,7 @@ from .pipeline import check_choice, check_number, check_seed, positive_int
 
 __all__ = [
     "BASELINES",
-    "MASK_METHODS",
     "baseline_image",
-    "patch_starts",
     "PatchMasks",
     "RandomMasks",
 ]

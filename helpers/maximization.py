@@ -62,17 +62,11 @@ from .pipeline import model_batch, model_spec, resolve_for_model
 from .models import _walk, find_layer, input_size, predict_logits
 
 __all__ = [
-    "FULL_STEPS",
-    "FAST_STEPS",
     "default_steps",
     "maximize_class",
     "maximize_channel",
     "class_score",
     "channel_score",
-    "maximization_target",
-    "input_modifiers",
-    "regularizers",
-    "TqdmProgress",
     "Snapshots",
 ]
 

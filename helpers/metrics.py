@@ -42,16 +42,12 @@ from .pipeline import (batches, check_number, check_seed, compiled_logits, expla
                        positive_int)
 
 __all__ = [
-    "PerturbationCurve",
     "deletion_curve",
     "insertion_curve",
-    "area_under_curve",
     "ScoreTable",
     "compare_maps",
     "rank_correlation",
-    "map_ssim",
     "randomization_stages",
-    "SanityCheck",
     "cascading_randomization",
     "top_k_mask",
     "top_k_iou",

@@ -43,21 +43,15 @@ from . import pth
 from .pipeline import compiled_logits, model_spec, predict_logits  # noqa: F401  (re-exported)
 
 __all__ = [
-    "DEFAULT_MODEL",
     "MODEL_NAMES",
-    "OFFLINE_MODELS",
     "ModelUnavailableError",
     "load_model",
-    "build_efficientnet_lite",
     "input_size",
     "probabilities",
     "predict_logits",
-    "compiled_logits",
     "find_layer",
     "layer_names",
     "spatial_layers",
-    "last_spatial_layer",
-    "feature_model",
 ]
 
 DEFAULT_MODEL = "efficientnet_lite0"

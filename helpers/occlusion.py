@@ -44,16 +44,12 @@ from .pipeline import (batches, cached, check_choice, explanation_call, holder,
                        model_batch, model_spec, positive_int)
 
 __all__ = [
-    "SCORES",
     "occlusion_map",
     "rise",
     "random_mask_map",
     "occlusion_scores",
     "random_mask_scores",
     "occlusion_reference",
-    "OcclusionScores",
-    "RandomMaskScores",
-    "perturbation_scores",
 ]
 
 SCORES = ("probability", "logit")

@@ -51,14 +51,7 @@ import numpy as np
 from .environment import tf
 import keras
 
-__all__ = [
-    "ExplanationCall",
-    "ModelSpec",
-    "explanation_call",
-    "model_spec",
-    "model_batch",
-    "logits_model",
-]
+__all__ = ["model_spec", "logits_model"]
 
 # ITU-R BT.601 luma weights (PIL's RGB -> "L" conversion uses the same).
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)

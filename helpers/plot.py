@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["show", "show_grid", "overlay", "normalise_map"]
+__all__ = ["show", "show_grid"]
 
 
 def _display_image(image) -> np.ndarray:

@@ -60,7 +60,6 @@ from .pipeline import (batches, cached, check_choice, check_number, check_seed,
 
 __all__ = [
     "SALIENCY_METHODS",
-    "REDUCTIONS",
     "saliency",
     "smoothgrad",
     "reduce_gradients",

@@ -51,12 +51,10 @@ from .pipeline import (cached, check_seed, explanation_call, holder, model_batch
                        positive_int, predict_logits, resolve_for_model)
 
 __all__ = [
-    "ShapExplanation",
     "expected_gradients",
     "background_set",
     "split_model",
     "split_layers",
-    "sample_chunks",
     "show_shap",
     "show_shap_map",
 ]

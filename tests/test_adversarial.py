@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import helpers as h
+from helpers.adversarial import resize_batch
 import keras
 
 SIZE = 12
@@ -236,18 +237,18 @@ def test_transfer_to_another_size_matches_manual_resizing(tiny_cnn):
                           "other (random sign noise)"]
     assert table.success.shape == (5, 5, 2)
     clean_tiny = h.predict_classes(tiny_cnn, images)
-    clean_other = h.predict_classes(other, h.resize_batch(images, 40))
-    clean_round_trip = h.predict_classes(tiny_cnn, h.resize_batch(h.resize_batch(images, 40), 32))
+    clean_other = h.predict_classes(other, resize_batch(images, 40))
+    clean_round_trip = h.predict_classes(tiny_cnn, resize_batch(resize_batch(images, 40), 32))
     signs = np.stack([np.sign(np.random.default_rng([0, i]).integers(0, 2, (32, 32, 3)) - 0.5)
                       for i in range(5)])
     for column, epsilon in enumerate((8, 128)):
         adversarial = h.fgsm(tiny_cnn, images, epsilon=epsilon, progress=False)
-        transfer = h.predict_classes(other, h.resize_batch(adversarial, 40)) != clean_other
+        transfer = h.predict_classes(other, resize_batch(adversarial, 40)) != clean_other
         round_trip = h.predict_classes(
-            tiny_cnn, h.resize_batch(h.resize_batch(adversarial, 40), 32)) != clean_round_trip
+            tiny_cnn, resize_batch(resize_batch(adversarial, 40), 32)) != clean_round_trip
         noisy = np.clip(images + epsilon * signs, 0, 255).astype(np.float32)
         noise_tiny = h.predict_classes(tiny_cnn, noisy) != clean_tiny
-        noise_other = h.predict_classes(other, h.resize_batch(noisy, 40)) != clean_other
+        noise_other = h.predict_classes(other, resize_batch(noisy, 40)) != clean_other
         np.testing.assert_array_equal(table.success[1, :, column], transfer)
         np.testing.assert_array_equal(table.success[2, :, column], round_trip)
         np.testing.assert_array_equal(table.success[3, :, column], noise_tiny)
@@ -260,12 +261,12 @@ def test_transfer_to_another_size_matches_manual_resizing(tiny_cnn):
 
 def test_resize_batch():
     flat = np.full((2, 10, 10, 3), 77.0, np.float32)
-    np.testing.assert_allclose(h.resize_batch(flat, 17), 77.0, atol=1e-4)
-    assert h.resize_batch(flat, (6, 9)).shape == (2, 6, 9, 3)
+    np.testing.assert_allclose(resize_batch(flat, 17), 77.0, atol=1e-4)
+    assert resize_batch(flat, (6, 9)).shape == (2, 6, 9, 3)
     ramp = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_array_equal(h.resize_batch(ramp, 8), ramp)
+    np.testing.assert_array_equal(resize_batch(ramp, 8), ramp)
     with pytest.raises(ValueError, match="batch"):
-        h.resize_batch(flat[0], 5)
+        resize_batch(flat[0], 5)
 
 
 # --- bad input --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import helpers as h  # noqa: E402
+from helpers.architecture import conv_layers, layer_group  # noqa: E402
 import keras  # noqa: E402
 
 SIZE = 8
@@ -109,7 +110,7 @@ def test_layer_table_filters_by_group_and_names_the_groups(known):
         "input_image", "avg_pool", "predictions"]
     with pytest.raises(ValueError, match="no block group 'block9'.*groups: input, conv1, block1"):
         h.layer_table(model, group="block9")
-    assert h.layer_group(model, "block1_project") == "block1"
+    assert layer_group(model, "block1_project") == "block1"
 
 
 def test_group_table_summarises_groups(known):
@@ -132,8 +133,8 @@ def test_architecture_of_the_real_model(lite0):
     assert shapes["head"] == (1000,)
     assert dict(zip(table["group"], table["blocks"]))["block6"] == 4
     assert sum(table["parameters"]) == lite0.count_params()
-    assert h.layer_group(lite0, "top_activation") == "head"
-    assert h.layer_group(lite0, "block4b_expand_conv") == "block4"
+    assert layer_group(lite0, "top_activation") == "head"
+    assert layer_group(lite0, "block4b_expand_conv") == "block4"
 
 
 def test_show_architecture_draws_every_group(known):
@@ -155,7 +156,7 @@ def test_filter_weights_are_the_kernel(known):
     # A depthwise kernel reads like the others: (kh, kw, 1 input channel, one filter per channel).
     np.testing.assert_array_equal(h.filter_weights(model, "block1_dwconv"),
                                   depthwise.reshape(3, 3, 1, 2))
-    assert [layer.name for layer in h.conv_layers(model)] == [
+    assert [layer.name for layer in conv_layers(model)] == [
         "conv1", "block1_dwconv", "block1_project"]
 
 

@@ -7,24 +7,25 @@ import numpy as np
 import pytest
 
 import helpers as h
+from helpers.attention import ATTENTION_DIR, AttentionAnnotation, cells_to_mask, load_annotation, save_annotation
 
 
 def make(cells=((1, 2), (3, 4)), image="chelsea", cls="tabby", annotator="t1", grid=5):
-    return h.AttentionAnnotation.create(image, cls, [list(c) for c in cells], grid_size=grid,
+    return AttentionAnnotation.create(image, cls, [list(c) for c in cells], grid_size=grid,
                                         annotator=annotator)
 
 
 def test_json_round_trip(tmp_path):
     annotation = make()
-    path = h.save_annotation(annotation, tmp_path)
+    path = save_annotation(annotation, tmp_path)
     assert path.name == "chelsea__tabby__t1.json"
-    loaded = h.load_annotation(path)
+    loaded = load_annotation(path)
     assert loaded == annotation
     assert loaded.to_dict() == annotation.to_dict()
 
 
 def test_saved_file_holds_the_documented_fields(tmp_path):
-    path = h.save_annotation(make(cells=[(3, 4), (1, 2), (1, 2)]), tmp_path / "answer.json")
+    path = save_annotation(make(cells=[(3, 4), (1, 2), (1, 2)]), tmp_path / "answer.json")
     data = json.loads(path.read_text())
     assert data["format"] == "unmasking-cnns-attention" and data["version"] == 1
     assert data["image"] == "chelsea" and data["grid_size"] == 5
@@ -33,19 +34,19 @@ def test_saved_file_holds_the_documented_fields(tmp_path):
     assert data["cells"] == [[1, 2], [3, 4]]  # unique, sorted top-left first
     datetime.fromisoformat(data["timestamp"].replace("Z", "+00:00"))
     with pytest.raises(FileExistsError, match="overwrite"):
-        h.save_annotation(make(), path)
-    h.save_annotation(make(cells=[(0, 0)]), path, overwrite=True)
-    assert h.load_annotation(path).cells == [[0, 0]]
+        save_annotation(make(), path)
+    save_annotation(make(cells=[(0, 0)]), path, overwrite=True)
+    assert load_annotation(path).cells == [[0, 0]]
 
 
 def test_cells_become_pixels_of_the_right_block():
-    mask = h.cells_to_mask([[1, 2]], grid_size=4, size=8)
+    mask = cells_to_mask([[1, 2]], grid_size=4, size=8)
     expected = np.zeros((8, 8), bool)
     expected[2:4, 4:6] = True
     np.testing.assert_array_equal(mask, expected)
     # 224 / 20 = 11.2 pixels: edges are rounded, the first and last cells are 11 x 11.
-    assert h.cells_to_mask([[0, 0], [19, 19]], 20, 224).sum() == 2 * 11 * 11
-    full = h.cells_to_mask([[r, c] for r in range(20) for c in range(20)], 20, (100, 60))
+    assert cells_to_mask([[0, 0], [19, 19]], 20, 224).sum() == 2 * 11 * 11
+    full = cells_to_mask([[r, c] for r in range(20) for c in range(20)], 20, (100, 60))
     assert full.all() and full.shape == (100, 60)
 
 
@@ -55,7 +56,7 @@ def test_merging_answers_gives_the_fraction_of_annotators():
     merged = h.attention_map([first, second], size=10)
     assert merged.dtype == np.float32 and merged.shape == (10, 10)
     assert merged[0, 0] == 0.5 and merged[2, 2] == 1.0 and merged[9, 9] == 0.0
-    coarse = h.AttentionAnnotation.create("chelsea", 281, [[0, 0]], grid_size=1,
+    coarse = AttentionAnnotation.create("chelsea", 281, [[0, 0]], grid_size=1,
                                           annotator="c")
     assert h.attention_map([first, coarse], size=10)[9, 9] == 0.5  # grids may differ
     with pytest.raises(ValueError, match="mix images or classes"):
@@ -66,8 +67,8 @@ def test_merging_answers_gives_the_fraction_of_annotators():
 
 def test_load_a_folder_filtered_by_image_and_class(tmp_path):
     for annotator in ("a", "b"):
-        h.save_annotation(make(annotator=annotator), tmp_path)
-    h.save_annotation(make(image="coffee", cls="espresso"), tmp_path)
+        save_annotation(make(annotator=annotator), tmp_path)
+    save_annotation(make(image="coffee", cls="espresso"), tmp_path)
     assert len(h.load_annotations(tmp_path)) == 3
     assert len(h.load_annotations(tmp_path, image="chelsea", class_index="tabby")) == 2
     assert len(h.load_annotations(tmp_path, class_index=967)) == 1
@@ -85,7 +86,7 @@ def test_bad_files_are_refused_with_a_clear_message(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
-        h.load_annotation(path)
+        load_annotation(path)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -104,12 +105,12 @@ def test_invalid_fields_are_refused(tmp_path, change, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=message):
-        h.load_annotation(path)
+        load_annotation(path)
 
 
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
-        h.load_annotation(tmp_path / "none.json")
+        load_annotation(tmp_path / "none.json")
     with pytest.raises(FileNotFoundError):
         h.load_annotations(tmp_path / "none")
 
@@ -126,7 +127,7 @@ def test_clicked_cells_end_up_in_the_saved_file(tmp_path):
     assert grid.cells[1][2].style.button_color != grid.cells[0][0].style.button_color
     grid.save_button.click()
     assert "Saved 2 cells" in grid.status.value
-    saved = h.load_annotation(tmp_path / "chelsea__tabby__student-1.json")
+    saved = load_annotation(tmp_path / "chelsea__tabby__student-1.json")
     assert saved.cells == [[1, 2], [4, 0]] and saved.grid_size == 5
     assert saved.class_index == 281 and saved.image == "chelsea"
     grid.clear()
@@ -179,7 +180,7 @@ def test_bundled_annotations_load_and_match_their_recipe():
             ("cat_and_coffee", "Egyptian_cat"), ("grace_hopper", "military_uniform")} <= kinds
     # The files are exactly what data/attention/make_annotations.py produces.
     spec = importlib.util.spec_from_file_location("make_annotations",
-                                                  h.ATTENTION_DIR / "make_annotations.py")
+                                                  ATTENTION_DIR / "make_annotations.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     for annotation in annotations:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import helpers as h
+from helpers.pipeline import model_batch
 import keras
 
 CLASSES = 5
@@ -163,15 +164,15 @@ def test_gradcam_reaches_a_layer_inside_the_nested_base(nested_model):
 
 def test_gray_images_in_every_form(gray_model):
     gray = _image(28, 1)
-    batch, single = h.model_batch(gray_model, gray)
+    batch, single = model_batch(gray_model, gray)
     assert single and batch.shape == (1, 28, 28, 1)
     np.testing.assert_array_equal(batch[0, ..., 0], gray)  # a float image keeps its values
     rgb = np.stack([gray.astype(np.uint8)] * 3, axis=-1)
-    np.testing.assert_array_equal(h.model_batch(gray_model, rgb)[0][0, ..., 0],
+    np.testing.assert_array_equal(model_batch(gray_model, rgb)[0][0, ..., 0],
                                   gray.astype(np.uint8))
-    photo, _ = h.model_batch(gray_model, "coffee")  # a colour photo becomes its luminance
+    photo, _ = model_batch(gray_model, "coffee")  # a colour photo becomes its luminance
     assert photo.shape == (1, 28, 28, 1) and 0 <= photo.min() < photo.max() <= 255
-    prepared, single = h.model_batch(gray_model, np.zeros((3, 28, 28, 1), np.float32))
+    prepared, single = model_batch(gray_model, np.zeros((3, 28, 28, 1), np.float32))
     assert not single and prepared.shape == (3, 28, 28, 1)
 
 

@@ -4,25 +4,26 @@ import os
 import pytest
 
 import helpers as h
+from helpers.environment import CACHE_ENV, FAST_ENV, cache_dir, quiet_stderr
 
 
 @pytest.mark.parametrize("value, fast", [("1", True), ("true", True), ("0", False), ("", False),
                                          ("off", False)])
 def test_fast_mode_reads_the_variable(monkeypatch, value, fast):
-    monkeypatch.setenv(h.FAST_ENV, value)
+    monkeypatch.setenv(FAST_ENV, value)
     assert h.fast_mode() is fast
     assert h.choose(100, 5) == (5 if fast else 100)
 
 
 def test_fast_mode_rejects_nonsense(monkeypatch):
-    monkeypatch.setenv(h.FAST_ENV, "maybe")
+    monkeypatch.setenv(FAST_ENV, "maybe")
     with pytest.raises(ValueError, match="use 1 .* or 0"):
         h.fast_mode()
 
 
 def test_cache_dir_is_overridable(monkeypatch, tmp_path):
-    monkeypatch.setenv(h.CACHE_ENV, str(tmp_path / "models"))
-    assert h.cache_dir() == tmp_path / "models" and (tmp_path / "models").is_dir()
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "models"))
+    assert cache_dir() == tmp_path / "models" and (tmp_path / "models").is_dir()
 
 
 def test_setup_seeds_and_reports(capsys):
@@ -36,7 +37,7 @@ def test_setup_seeds_and_reports(capsys):
 
 
 def test_quiet_stderr_silences_the_file_descriptor(capfd):
-    with h.quiet_stderr():
+    with quiet_stderr():
         os.write(2, b"noise from C++\n")
     os.write(2, b"visible\n")
     assert capfd.readouterr().err == "visible\n"

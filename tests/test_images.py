@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import helpers as h
+from helpers.images import resize_image, to_float_pixels
 
 
 @pytest.mark.parametrize("name", h.sample_names())
@@ -53,8 +54,8 @@ def test_prepare_gives_a_float_batch_of_the_model_size(fit):
 def test_crop_keeps_the_centre_and_pad_keeps_everything():
     image = np.zeros((100, 200, 3), np.uint8)
     image[:, :50] = 255  # a white band on the far left
-    assert h.resize_image(image, 100, "crop")[:, :10].max() == 0
-    padded = h.resize_image(image, 100, "pad")
+    assert resize_image(image, 100, "crop")[:, :10].max() == 0
+    padded = resize_image(image, 100, "pad")
     assert padded[50, 0].tolist() == [255, 255, 255] and padded[0, 50].tolist() == [128] * 3
 
 
@@ -293,14 +294,14 @@ def test_integer_arrays_follow_their_bit_depth():
 
 
 def test_float_pixels_keep_16_bit_precision_and_refuse_what_is_not_a_number():
-    exact = h.to_float_pixels(np.array([[0, 128, 257, 65535]], np.uint16))
+    exact = to_float_pixels(np.array([[0, 128, 257, 65535]], np.uint16))
     np.testing.assert_allclose(exact, [[0, 128 * 255 / 65535, 1.0, 255.0]], rtol=1e-6)
     assert exact.dtype == np.float32
-    np.testing.assert_array_equal(h.to_float_pixels(np.array([[0, 1]], np.uint8)), [[0, 1]])
-    np.testing.assert_allclose(h.to_float_pixels(np.array([[0.5]])), [[127.5]])
+    np.testing.assert_array_equal(to_float_pixels(np.array([[0, 1]], np.uint8)), [[0, 1]])
+    np.testing.assert_allclose(to_float_pixels(np.array([[0.5]])), [[127.5]])
     with pytest.raises(TypeError, match="the image array must hold numbers .* not complex numbers"):
-        h.to_float_pixels(np.ones((2, 2, 3), np.complex64))
+        to_float_pixels(np.ones((2, 2, 3), np.complex64))
     with pytest.raises(ValueError, match="the image array: integer image values must lie in 0..255"):
-        h.to_float_pixels(np.full((2, 2, 3), 4095, np.int32))
+        to_float_pixels(np.full((2, 2, 3), 4095, np.int32))
     with pytest.raises(ValueError, match="float image values must lie in 0..1 or 0..255"):
-        h.to_float_pixels(np.full((2, 2, 3), -1.0))
+        to_float_pixels(np.full((2, 2, 3), -1.0))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import helpers as h
+from helpers.labels import resolve_classes
 
 
 def test_thousand_names_in_keras_order():
@@ -39,15 +40,15 @@ def test_bad_classes(bad, error, message):
 
 
 def test_resolve_classes():
-    assert h.resolve_classes("tabby", 3).tolist() == [281, 281, 281]
-    assert h.resolve_classes(["tabby", 967], 2).tolist() == [281, 967]
-    assert h.resolve_classes(3, 2, num_classes=10).tolist() == [3, 3]
+    assert resolve_classes("tabby", 3).tolist() == [281, 281, 281]
+    assert resolve_classes(["tabby", 967], 2).tolist() == [281, 967]
+    assert resolve_classes(3, 2, num_classes=10).tolist() == [3, 3]
     with pytest.raises(ValueError, match="one per image"):
-        h.resolve_classes([1, 2], 3)
+        resolve_classes([1, 2], 3)
     with pytest.raises(ValueError, match="0..9"):
-        h.resolve_classes(12, 1, num_classes=10)
+        resolve_classes(12, 1, num_classes=10)
     with pytest.raises(ValueError, match="needs the model"):
-        h.resolve_classes(None, 1)
+        resolve_classes(None, 1)
 
 
 def test_top_k_table(lite0):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import helpers as h
+from helpers.maximization import FAST_STEPS, FULL_STEPS, maximization_target
 import keras
 
 SIZE = 16
@@ -75,16 +76,16 @@ def test_regularisers_and_jitter_still_reach_near_the_optimum(colour_cnn):
 
 
 def test_pre_activation_target(colour_cnn, tiny_cnn):
-    assert h.maximization_target(colour_cnn, "colour_activation") == "colour"
-    assert h.maximization_target(colour_cnn, "colour_activation", pre_activation=False) == (
+    assert maximization_target(colour_cnn, "colour_activation") == "colour"
+    assert maximization_target(colour_cnn, "colour_activation", pre_activation=False) == (
         "colour_activation")
-    assert h.maximization_target(colour_cnn, "colour") == "colour"
+    assert maximization_target(colour_cnn, "colour") == "colour"
     # The optimised quantity is the ReLU's input: it can be negative, the ReLU's output cannot.
     black = np.zeros((SIZE, SIZE, 3), np.float32)
     assert h.channel_score(colour_cnn, black, "colour_activation", 1) == pytest.approx(-1.0)
     assert h.channel_score(colour_cnn, black, "colour_activation", 1,
                            pre_activation=False) == pytest.approx(0.0)
-    assert h.maximization_target(tiny_cnn, "conv2_activation") == "conv2"
+    assert maximization_target(tiny_cnn, "conv2_activation") == "conv2"
 
 
 def test_tiny_cnn_scores_rise_clearly_above_grey_and_random(tiny_cnn):
@@ -155,9 +156,9 @@ def test_progress_bar_runs(tiny_cnn, capsys):
 
 def test_fast_mode_lowers_the_default_steps(monkeypatch):
     monkeypatch.setenv("UNMASKING_CNNS_FAST", "0")
-    assert h.default_steps() == h.FULL_STEPS
+    assert h.default_steps() == FULL_STEPS
     monkeypatch.setenv("UNMASKING_CNNS_FAST", "1")
-    assert h.default_steps() == h.FAST_STEPS < h.FULL_STEPS
+    assert h.default_steps() == FAST_STEPS < FULL_STEPS
 
 
 def test_real_model_few_steps_beat_grey_and_noise(lite0):

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 import helpers as h
+from helpers.environment import CACHE_ENV
+from helpers.models import feature_model, last_spatial_layer
 import keras
 from helpers import models, pth
 
@@ -26,7 +28,7 @@ def test_lite0_recognises_espresso_and_the_cat(lite0):
 
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
 def test_lite1_and_lite2_agree(name, tmp_path, monkeypatch):
-    monkeypatch.setenv(h.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     model = h.load_model(name)
     assert h.input_size(model) == {"efficientnet_lite1": (240, 240),
                                    "efficientnet_lite2": (260, 260)}[name]
@@ -42,7 +44,7 @@ def test_contract_and_layer_names(lite0):
     assert lite0.output_shape == (None, 1000)
     assert lite0.get_layer("predictions").activation is keras.activations.linear
     assert lite0.get_layer("top_activation").output.shape[1:] == (7, 7, 1280)
-    assert h.last_spatial_layer(lite0).name == "top_activation"
+    assert last_spatial_layer(lite0).name == "top_activation"
     for name in ["stem_conv", "block1a_dwconv", "block2b_add", "block6d_expand_activation",
                  "block7a_project_bn", "avg_pool"]:
         h.find_layer(lite0, name)
@@ -61,7 +63,7 @@ def test_probabilities_are_a_softmax():
 
 
 def test_cached_model_equals_freshly_built(tmp_path, monkeypatch):
-    monkeypatch.setenv(h.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     fresh = h.load_model(use_cache=False)
     first = h.load_model()  # converts and writes the cache
     assert (tmp_path / "efficientnet_lite0.keras").exists()
@@ -73,7 +75,7 @@ def test_cached_model_equals_freshly_built(tmp_path, monkeypatch):
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv(h.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     h.load_model()
     model_file = tmp_path / "efficientnet_lite0.keras"
     model_file.write_bytes(b"not a keras file")
@@ -84,7 +86,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_stale_cache_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv(h.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     h.load_model()
     meta_file = tmp_path / "efficientnet_lite0.json"
     meta = json.loads(meta_file.read_text())
@@ -109,7 +111,7 @@ def test_application_model_untrained_follows_the_contract():
     assert h.input_size(model) == (224, 224)
     assert model.output_shape == (None, 1000)
     assert model.layers[1].name == "preprocess"
-    assert h.last_spatial_layer(model).name == "out_relu"
+    assert last_spatial_layer(model).name == "out_relu"
 
 
 def test_application_offline_error_names_the_offline_default(monkeypatch):
@@ -168,7 +170,7 @@ def test_feature_model_of_nested_layer_is_connected():
     import tensorflow as tf
 
     outer, base = _nested_model()
-    features = h.feature_model(outer, "conv2_activation")
+    features = feature_model(outer, "conv2_activation")
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
     with tf.GradientTape() as tape:
         maps, logits = features(x)
@@ -180,7 +182,7 @@ def test_feature_model_of_nested_layer_is_connected():
 
 
 def test_feature_model_of_top_level_layers(lite0):
-    features = h.feature_model(lite0, ["block2b_add", "top_activation"])
+    features = feature_model(lite0, ["block2b_add", "top_activation"])
     batch = h.prepare("coffee", lite0)
     shallow, deep, logits = features(batch)
     assert shallow.shape == (1, 56, 56, 24) and deep.shape == (1, 7, 7, 1280)

@@ -5,6 +5,8 @@ from scipy.ndimage import gaussian_filter
 from skimage.transform import resize
 
 import helpers as h
+from helpers.masks import patch_starts
+from helpers.occlusion import perturbation_scores
 import keras
 from helpers.occlusion import _compiled_forward
 
@@ -57,12 +59,12 @@ def quadrant_model():
 
 def test_patch_starts_by_hand():
     # 224 px, patch 32, stride 8: centred grid overhanging by 32/2 - 8 = 8 px: 27 positions.
-    assert list(h.patch_starts(224, 32, 8)) == list(range(-8, 201, 8))
-    assert list(h.patch_starts(32, 8, 4)) == [0, 4, 8, 12, 16, 20, 24]
-    assert list(h.patch_starts(32, 12, 4)) == [-2, 2, 6, 10, 14, 18, 22]
-    assert list(h.patch_starts(10, 4, 4)) == [-1, 3, 7]  # centred, leftover split
-    assert list(h.patch_starts(32, 32, 32)) == [0]
-    assert list(h.patch_starts(32, 32, 8)) == [-8, 0, 8]
+    assert list(patch_starts(224, 32, 8)) == list(range(-8, 201, 8))
+    assert list(patch_starts(32, 8, 4)) == [0, 4, 8, 12, 16, 20, 24]
+    assert list(patch_starts(32, 12, 4)) == [-2, 2, 6, 10, 14, 18, 22]
+    assert list(patch_starts(10, 4, 4)) == [-1, 3, 7]  # centred, leftover split
+    assert list(patch_starts(32, 32, 32)) == [0]
+    assert list(patch_starts(32, 32, 8)) == [-8, 0, 8]
     assert h.PatchMasks(224, 224, 32, 8).count == 729
 
 
@@ -85,7 +87,7 @@ def test_patch_masks_hide_the_right_squares():
 def test_occlusion_equals_brute_force_loop(tiny_cnn, tiny_image, patch_size, stride, fill,
                                            fill_value):
     expected = brute_force_occlusion(tiny_cnn, tiny_image, 3,
-                                     h.patch_starts(32, patch_size, stride), patch_size,
+                                     patch_starts(32, patch_size, stride), patch_size,
                                      fill_value)
     result = h.occlusion_map(tiny_cnn, tiny_image, 3, patch_size=patch_size, stride=stride,
                              baseline=fill, batch_size=5, progress=False)
@@ -105,7 +107,7 @@ def test_readable_reference_equals_the_batched_map(tiny_cnn, tiny_image, score):
 
 
 def test_occlusion_logit_scores_equal_brute_force(tiny_cnn, tiny_image):
-    expected = brute_force_occlusion(tiny_cnn, tiny_image, 7, h.patch_starts(32, 8, 8), 8,
+    expected = brute_force_occlusion(tiny_cnn, tiny_image, 7, patch_starts(32, 8, 8), 8,
                                      tiny_image.mean(axis=(0, 1)), score="logit")
     result = h.occlusion_map(tiny_cnn, tiny_image, 7, patch_size=8, stride=8, baseline="mean",
                              score="logit", progress=False)
@@ -246,13 +248,13 @@ class CountingMasks:
 
 def test_engine_streams_fixed_batches_through_one_traced_function(tiny_cnn, tiny_image):
     masks = CountingMasks(100)
-    baseline, scores = h.perturbation_scores(tiny_cnn, tiny_image, masks, batch_size=16,
+    baseline, scores = perturbation_scores(tiny_cnn, tiny_image, masks, batch_size=16,
                                              progress=False)
     assert scores.shape == (100, 10) and baseline.shape == (10,)
     assert max(stop - start for start, stop in masks.requests) <= 16
     assert sum(stop - start for start, stop in masks.requests) == 100
     np.testing.assert_allclose(scores, np.broadcast_to(baseline, scores.shape), atol=1e-6)
-    h.perturbation_scores(tiny_cnn, tiny_image, CountingMasks(37), batch_size=16, progress=False)
+    perturbation_scores(tiny_cnn, tiny_image, CountingMasks(37), batch_size=16, progress=False)
     assert _compiled_forward(tiny_cnn, 16, "probability").experimental_get_tracing_count() == 1
 
 
@@ -317,7 +319,7 @@ def test_other_misuse(tiny_cnn, tiny_image):
     with pytest.raises(ValueError, match="method must be one of 'rise', 'binary'"):
         h.random_mask_scores(tiny_cnn, tiny_image, method="lime", num_masks=4, progress=False)
     with pytest.raises(ValueError, match=r"one prepared image of shape \(32, 32, 3\)"):
-        h.perturbation_scores(tiny_cnn, tiny_image[:16], CountingMasks(3), progress=False)
+        perturbation_scores(tiny_cnn, tiny_image[:16], CountingMasks(3), progress=False)
     with pytest.raises(ValueError, match="scores one image; got a batch of 2"):
         h.occlusion_scores(tiny_cnn, np.stack([tiny_image] * 2), progress=False)
     scores = h.random_mask_scores(tiny_cnn, tiny_image, num_masks=8, progress=False)

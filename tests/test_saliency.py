@@ -97,6 +97,24 @@ def test_saliency_equals_central_finite_differences(float64_cnn, small_image):
     np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-6 * np.abs(numeric).max())
 
 
+def test_compiled_gradients_equal_tf_keras_vis_saliency(tiny_cnn, tiny_image):
+    """tf-keras-vis, eager and independent of the helpers' compiled function, as the oracle."""
+    import warnings
+
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    batch = np.stack([tiny_image, tiny_image[::-1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.asarray(Saliency(tiny_cnn, clone=False)(
+            CategoricalScore([3, 7]), batch, keepdims=True, gradient_modifier=None,
+            normalize_map=False))
+    got = h.saliency(tiny_cnn, batch, [3, 7], reduce=None, batch_size=1, progress=False)
+    assert np.abs(expected).max() > 1e-6
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
 def test_reductions_of_the_gradient(float64_cnn, small_image):
     gradient = h.saliency(float64_cnn, small_image, 1, reduce=None, progress=False)
     for reduce, expected in [("max_abs", np.abs(gradient).max(-1)),

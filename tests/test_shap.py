@@ -3,6 +3,9 @@ import numpy as np
 import pytest
 
 import helpers as h
+from helpers.images import resize_image
+from helpers.models import feature_model
+from helpers.shap_explain import sample_chunks
 import keras
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
@@ -107,7 +110,7 @@ def test_linear_tail_layer_attributions_are_exact(tiny_cnn, tiny_image, tiny_bac
     reference = tiny_background[:1]
     result = h.expected_gradients(tiny_cnn, tiny_image, class_index=4, layer="conv2_activation",
                                   background=reference, samples=4, upsample=False, progress=False)
-    features = h.feature_model(tiny_cnn, "conv2_activation", include_output=False)
+    features = feature_model(tiny_cnn, "conv2_activation", include_output=False)
     inside, outside = (np.asarray(features(x[None] if x.ndim == 3 else x)[0])
                        for x in (tiny_image, reference))
     weights = tiny_cnn.get_layer("predictions").get_weights()[0][:, 4]
@@ -196,7 +199,7 @@ def test_gradients_still_work_after_shap(lite0, tiny_cnn, tiny_image):
     after = {name: entry.get("type") for name, entry in registry.items()}
     assert after == before
     # Grad-CAM by hand through the real model: connected, finite, not all zero.
-    features = h.feature_model(lite0, "top_activation")
+    features = feature_model(lite0, "top_activation")
     image = tf.constant(h.prepare("chelsea", lite0))
     with tf.GradientTape() as tape:
         maps, logits = features(image)
@@ -269,7 +272,7 @@ def test_background_set_is_made_of_photos():
     assert background.shape == (5, 40, 50, 3) and background.dtype == np.float32
     assert background.min() >= 0 and background.max() <= 255 and background.std() > 10
     sharp = h.background_set(40, 3, photos=["coffee"], blur=(0, 0), crop=(1, 1), seed=0)
-    photo = h.resize_image(h.load_image("coffee"), 40, fit="crop").astype(np.float32)
+    photo = resize_image(h.load_image("coffee"), 40, fit="crop").astype(np.float32)
     assert any(np.abs(image - candidate).mean() < 8
                for image in sharp for candidate in (photo, photo[:, ::-1]))
 
@@ -277,7 +280,7 @@ def test_background_set_is_made_of_photos():
 def test_sample_chunks_are_equal_powers_of_two(tiny_cnn, tiny_image, tiny_background):
     for samples, batch_size in [(1, 16), (3, 16), (16, 16), (96, 16), (100, 16), (1024, 16),
                                 (3000, 300), (24, 8)]:
-        chunk, count = h.sample_chunks(samples, batch_size)
+        chunk, count = sample_chunks(samples, batch_size)
         assert chunk & (chunk - 1) == 0 and chunk <= batch_size
         assert samples <= chunk * count < samples + chunk
         if samples >= 64 and batch_size >= 8:
