@@ -35,7 +35,7 @@ __all__ = [
     "RandomMasks",
 ]
 
-BASELINES = ("grey", "black", "mean", "blur")
+BASELINES = ("grey", "black", "mean", "blur", "noise")
 _ALIASES = {"gray": "grey"}
 MASK_METHODS = ("rise", "binary")
 GREY_LEVEL = 127.5
@@ -43,13 +43,15 @@ BLUR_SIGMA_FRACTION = 0.05  # default Gaussian sigma of "blur", as a fraction of
 
 
 def baseline_image(image, baseline="grey", *, blur_sigma: float | None = None,
-                   name: str = "baseline") -> np.ndarray:
+                   seed: int = 0, name: str = "baseline") -> np.ndarray:
     """What hidden pixels are replaced with, as a float32 image of ``image``'s shape.
 
     ``baseline``: "grey" (127.5; "gray" works too), "black" (0), "mean" (the
     image's mean colour), "blur" (the image under a Gaussian blur of
-    ``blur_sigma`` pixels, default 5% of its longer side), a number (a grey
-    level), an RGB triple, or an image of the same shape; values in 0..255.
+    ``blur_sigma`` pixels, default 5% of its longer side), "noise" (uniform
+    noise in 0..255, each pixel and channel drawn independently from
+    ``np.random.default_rng(seed)``), a number (a grey level), an RGB triple,
+    or an image of the same shape; values in 0..255.
     ``image``: float (H, W, C) pixels in 0..255, C = 1 or 3.
     """
     image = np.asarray(image, dtype=np.float32)
@@ -69,6 +71,9 @@ def baseline_image(image, baseline="grey", *, blur_sigma: float | None = None,
                 check_number(blur_sigma, "blur_sigma", minimum=0, inclusive=(False, True),
                              accepted="a positive number of pixels")
             return gaussian_filter(image, sigma=(sigma, sigma, 0), mode="nearest")
+        if key == "noise":
+            rng = np.random.default_rng(check_seed(seed, allow_none=False))
+            return rng.uniform(0, 255, image.shape).astype(np.float32)
         raise ValueError(
             f"{name} must be one of {', '.join(map(repr, BASELINES))}, a grey level, an RGB "
             f"triple or an image of shape {image.shape}; got {baseline!r}")
