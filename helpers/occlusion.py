@@ -18,8 +18,14 @@ probability (default) or the logit.
   ``map(u) = 1/N sum_i s_c(x_i) (2 M_i(u) - 1)``.
 * **RISE** (Petsiuk, Das & Saenko 2018, *RISE: Randomized Input Sampling for
   Explanation of Black-box Models*): the same grids upsampled bilinearly
-  with a random sub-cell shift, so masks are smooth;
-  ``S_c(u) = 1/(N p) sum_i s_c(x_i) M_i(u)`` estimates ``E[s_c | u visible]``.
+  with a random sub-cell shift, so masks are smooth. The map estimates
+  ``E[s_c | u visible]``; the paper's estimator ``1/(N p) sum_i s_i M_i(u)``
+  divides by the *expected* coverage N p, so where the score barely moves the
+  map mostly shows how many masks happened to cover u (two seeds of 2000
+  masks correlated 0.44 on EfficientNet-Lite0). Dividing by the coverage the
+  masks really gave, ``S_c(u) = sum_i s_i M_i(u) / sum_i M_i(u)`` (a ratio
+  estimator of the same expectation, no extra forward pass), cancels that
+  noise: the same two seeds correlate 0.96.
 
 Why it is fast (:func:`perturbation_scores`, at the end of this file): the
 masked copies go through the network in fixed-size batches by one compiled
@@ -92,11 +98,13 @@ def rise(model, images, class_index=None, *, num_masks: int | None = None, grid_
     """RISE saliency (Petsiuk, Das & Saenko 2018, *RISE: Randomized Input Sampling for
     Explanation of Black-box Models*).
 
-    ``S_c(u) = 1/(N p) sum_i s_c(x_i) M_i(u)``, the expected class score
-    given that pixel u is visible; masks are ``grid_size`` grids of cells
-    kept with probability p, upsampled bilinearly and shifted by a random
-    fraction of a cell. ``num_masks``: default 2000 (300 in fast mode; the
-    paper uses 4000-8000). Returns float32 (H, W) or (N, H, W).
+    ``S_c(u) = sum_i s_c(x_i) M_i(u) / sum_i M_i(u)``, the expected class
+    score given that pixel u is visible, normalised by the coverage the
+    masks actually gave (the paper divides by its expectation N p, which is
+    much noisier; see the module docstring). Masks are ``grid_size`` grids
+    of cells kept with probability p, upsampled bilinearly and shifted by a
+    random fraction of a cell. ``num_masks``: default 2000 (300 in fast mode;
+    the paper uses 4000-8000). Returns float32 (H, W) or (N, H, W).
     """
     return _random_maps("rise", model, images, class_index, num_masks, grid_size,
                         keep_probability, baseline, seed, score, batch_size, progress)
@@ -273,7 +281,7 @@ class RandomMaskScores:
     def map(self, class_index=None, *, num_masks: int | None = None) -> np.ndarray:
         """The map of a class (or a list of classes) from the first ``num_masks`` masks (all by default).
 
-        RISE: ``1/(N p) sum_i s_i M_i``; binary: ``1/N sum_i s_i (2 M_i - 1)``.
+        RISE: ``sum_i s_i M_i / sum_i M_i``; binary: ``1/N sum_i s_i (2 M_i - 1)``.
         """
         classes, single = _class_indices(class_index, self.clean)
         count = self.masks.count if num_masks is None else positive_int(num_masks, "num_masks")
@@ -294,17 +302,24 @@ class RandomMaskScores:
             raise ValueError(f"mask counts must lie in 1..{self.masks.count} (the masks scored)")
         weights = self.scores[:, classes].astype(np.float64)  # (N, K)
         running = np.zeros((len(classes), self.masks.height, self.masks.width))
+        coverage = np.zeros((self.masks.height, self.masks.width))
         snapshots, done = {}, 0
         for boundary in sorted(set(counts)):
             while done < boundary:
                 stop = min(done + CONTRACTION_CHUNK, boundary)
-                chunk = self.masks.chunk(done, stop)
+                chunk = self.masks.chunk(done, stop).astype(np.float64)
+                coverage += chunk.sum(axis=0)
                 if self.masks.method == "binary":
                     chunk = 2.0 * chunk - 1.0  # +score where visible, -score where hidden
                 running += np.tensordot(weights[done:stop].T, chunk, axes=1)
                 done = stop
-            scale = boundary * (self.masks.keep_probability if self.masks.method == "rise" else 1)
-            snapshots[boundary] = (running / scale).astype(np.float32)
+            if self.masks.method == "rise":
+                # A pixel no mask showed has no estimate: 0 there.
+                maps = np.divide(running, coverage, out=np.zeros_like(running),
+                                 where=coverage > 0)
+            else:
+                maps = running / boundary
+            snapshots[boundary] = maps.astype(np.float32)
         return np.stack([snapshots[n] for n in counts])
 
 

@@ -119,6 +119,21 @@ def test_gradcam_and_gradcam_plus_plus_equal_tf_keras_vis_on_lite0(lite0, cat_an
     assert_close(plus, h.upsample_map(plus_reference, (224, 224)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("layer", ["conv1_activation", "conv2_activation"])
+def test_compiled_cams_equal_tf_keras_vis_at_inner_layers(tiny_cnn, method, layer):
+    """Where the gradient varies over the map, so Grad-CAM++'s per-cell weights matter."""
+    batch = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    classes = [1, 4, 7]
+    reference = tf_keras_vis_cam(tiny_cnn, batch, classes, layer=layer, method=method)
+    low_resolution = h.gradcam(tiny_cnn, batch, classes, layer=layer, method=method,
+                               batch_size=2, progress=False)
+    size = reference.shape[1:]
+    assert reference.max() > 0
+    assert_close(low_resolution, h.upsample_map(reference, (32, 32)), rtol=1e-4)
+    assert size in ((32, 32), (16, 16))
+
+
 def test_gradcam_discriminates_cat_from_espresso(lite0, cat_and_coffee):
     """cat_and_coffee has the cat on the left half, the espresso on the right half."""
     maps = h.gradcam(lite0, np.repeat(cat_and_coffee, 2, axis=0), ["tabby", "espresso"])

@@ -182,13 +182,14 @@ def test_binary_masks_are_upsampled_grids():
 
 
 def brute_force_random_map(model, image, masks, class_index, fill_value, method):
-    total = np.zeros(image.shape[:2])
+    """RISE: score-weighted masks over the coverage; binary: +score shown, -score hidden."""
+    total, coverage = np.zeros(image.shape[:2]), np.zeros(image.shape[:2])
     for mask in masks.chunk(0, masks.count):
         masked = mask[..., None] * image + (1 - mask[..., None]) * fill_value
         score = one_at_a_time(model, masked)[class_index]
         total += score * mask if method == "rise" else score * (2 * mask - 1)
-    scale = masks.count * (masks.keep_probability if method == "rise" else 1.0)
-    return total / scale
+        coverage += mask
+    return total / coverage if method == "rise" else total / masks.count
 
 
 @pytest.mark.parametrize("method, function", [("rise", h.rise), ("binary", h.random_mask_map)])
@@ -207,7 +208,7 @@ def test_maps_as_masks_accumulate(tiny_cnn, tiny_image):
     assert snapshots.shape == (3, 32, 32)
     np.testing.assert_allclose(snapshots[1], scores.map(1), atol=1e-6)
     masks = scores.masks.chunk(0, 10)
-    by_hand = np.tensordot(scores.scores[:10, 1], masks, axes=1) / (10 * 0.5)
+    by_hand = np.tensordot(scores.scores[:10, 1], masks, axes=1) / masks.sum(axis=0)
     np.testing.assert_allclose(snapshots[0], by_hand, atol=1e-5)
     np.testing.assert_allclose(scores.map(1, num_masks=25), snapshots[2], atol=1e-6)
     assert scores.map([1, 2]).shape == (2, 32, 32)
@@ -219,6 +220,31 @@ def test_random_masks_are_seeded(tiny_cnn, tiny_image):
     other = h.rise(tiny_cnn, tiny_image, 0, num_masks=20, seed=6, progress=False)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+def test_rise_agrees_between_seeds_where_the_papers_estimator_does_not():
+    """Randomised methods are judged by agreement between seeds. A logit near 10 that the
+    top-left quadrant moves only a little: the paper's 1/(N p) estimator then mostly maps
+    how many masks happened to cover each pixel; dividing by that coverage does not."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Cropping2D(((0, 16), (0, 16)))(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(1)
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([np.full((3, 1), 0.01 / 3, np.float32), np.full(1, 10.0, np.float32)])
+    image = np.full((32, 32, 3), 200.0, np.float32)
+    ours, papers = [], []
+    for seed in (0, 1):
+        result = h.random_mask_scores(model, image, num_masks=300, grid_size=4, seed=seed,
+                                      baseline="black", score="logit", progress=False)
+        masks = result.masks.chunk(0, result.masks.count)
+        ours.append(result.map(0).ravel())
+        papers.append((np.tensordot(result.scores[:, 0], masks, axes=1) / (300 * 0.5)).ravel())
+    agreement = np.corrcoef(*ours)[0, 1]
+    assert agreement > 0.9
+    assert agreement > np.corrcoef(*papers)[0, 1] + 0.3
+    heat = ours[0].reshape(32, 32)
+    assert heat[:12, :12].mean() > heat[20:, 20:].mean()  # and it finds the quadrant
 
 
 @pytest.mark.parametrize("method", ["rise", "binary"])
