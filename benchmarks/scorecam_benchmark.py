@@ -48,7 +48,6 @@ def _tf_keras_vis(model, image, class_index, max_n):
     from tf_keras_vis.utils.scores import CategoricalScore
 
     import helpers as h
-from helpers.models import feature_model
 
     keras.config.disable_interactive_logging()
     with warnings.catch_warnings():
@@ -69,6 +68,8 @@ def _one_at_a_time(model, image, class_index, max_n):
     from scipy.ndimage import zoom
 
     import helpers as h
+
+    from helpers.models import feature_model
 
     features = feature_model(model, LAYER, include_output=False)
     activations = np.asarray(features(image[None]))[0]

@@ -164,7 +164,11 @@ class PatchMasks:
 
     def chunk(self, start: int, stop: int) -> np.ndarray:
         """Visible-masks (stop - start, H, W) of positions start..stop-1 (row-major)."""
-        index = np.arange(start, stop)
+        return self.masks_at(np.arange(start, stop))
+
+    def masks_at(self, index) -> np.ndarray:
+        """Visible-masks (len(index), H, W) of the positions ``index`` (row-major numbers)."""
+        index = np.asarray(index, dtype=np.int64)
         rows = self.hidden_rows()[index // len(self.col_starts)]
         cols = self.hidden_cols()[index % len(self.col_starts)]
         return 1.0 - rows[:, :, None] * cols[:, None, :]

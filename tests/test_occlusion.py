@@ -366,3 +366,28 @@ def test_espresso_map_lies_on_the_cup(lite0):
     centre = heat[56:168, 56:168].mean()
     border = (heat.sum() - heat[56:168, 56:168].sum()) / (224 * 224 - 112 * 112)
     assert centre > 2 * border and centre > 0.05
+
+
+# ---------------------------------------------------------------- coarse to fine
+
+def test_passes_refine_to_exactly_the_full_map_without_repeating_work(tiny_cnn, tiny_image):
+    full = h.occlusion_scores(tiny_cnn, tiny_image, patch_size=8, stride=2, progress=False)
+    passes = list(h.occlusion_passes(tiny_cnn, tiny_image, patch_size=8, stride=2))
+    assert len(passes) == 3  # steps of 8, 4, then 2 pixels
+    scored = [int(p.computed.sum()) if p.computed is not None else p.masks.count
+              for p in passes]
+    assert scored[0] < scored[1] < scored[2] == full.masks.count
+    np.testing.assert_allclose(passes[-1].map(3), full.map(3), rtol=1e-5, atol=1e-7)
+    for partial in passes[:-1]:
+        coarse = partial.map(3)
+        assert np.isfinite(coarse).all()  # every pixel is covered by some scored patch
+        rows, cols = partial.masks.grid_shape
+        # the coarse pass equals a brute-force mean over the scored patches only
+        expected = np.zeros((32, 32))
+        coverage = np.zeros((32, 32))
+        drops = partial.clean[3] - partial.scores[:, 3]
+        for index in np.flatnonzero(partial.computed):
+            hidden = 1 - partial.masks.masks_at([index])[0]
+            expected += drops[index] * hidden
+            coverage += hidden
+        np.testing.assert_allclose(coarse, expected / coverage, rtol=1e-5, atol=1e-7)
