@@ -82,6 +82,14 @@ EXPLAINERS = {
     "saliency": lambda m, x, c: h.saliency(m, x, c, progress=False),
     "guided saliency": lambda m, x, c: h.saliency(m, x, c, method="guided", progress=False),
     "smoothgrad": lambda m, x, c: h.smoothgrad(m, x, c, samples=3, progress=False),
+    "deconvnet saliency": lambda m, x, c: h.saliency(m, x, c, method="deconvnet", progress=False),
+    "squaregrad": lambda m, x, c: h.squaregrad(m, x, c, samples=3, progress=False),
+    "vargrad": lambda m, x, c: h.vargrad(m, x, c, samples=3, progress=False),
+    "integrated gradients": lambda m, x, c: h.integrated_gradients(m, x, c, steps=4,
+                                                                   progress=False).maps,
+    "gradient x input": lambda m, x, c: h.gradient_x_input(m, x, c, progress=False),
+    "kernel shap": lambda m, x, c: h.kernel_shap(m, x, c, num_segments=8, samples=24,
+                                                 progress=False).maps,
     "gradcam": lambda m, x, c: h.gradcam(m, x, c, progress=False),
     "gradcam++": lambda m, x, c: h.gradcam(m, x, c, method="gradcam++", progress=False),
     "scorecam": lambda m, x, c: h.gradcam(m, x, c, method="scorecam", batch_size=4,
@@ -190,6 +198,11 @@ def test_the_course_model(lite0):
 CALLS = {  # name -> call(model, image, **bad_knob)
     "saliency": lambda m, x, **k: h.saliency(m, x, 0, progress=False, **k),
     "smoothgrad": lambda m, x, **k: h.smoothgrad(m, x, 0, samples=2, progress=False, **k),
+    "integrated gradients": lambda m, x, **k: h.integrated_gradients(m, x, 0, steps=2,
+                                                                     progress=False, **k),
+    "gradient x input": lambda m, x, **k: h.gradient_x_input(m, x, 0, progress=False, **k),
+    "kernel shap": lambda m, x, **k: h.kernel_shap(m, x, 0, num_segments=4, samples=8,
+                                                   progress=False, **k),
     "gradcam": lambda m, x, **k: h.gradcam(m, x, 0, progress=False, **k),
     "guided gradcam": lambda m, x, **k: h.guided_gradcam(m, x, 0, progress=False, **k),
     "occlusion": lambda m, x, **k: h.occlusion_map(m, x, 0, patch_size=8, progress=False, **k),
@@ -208,7 +221,8 @@ CALLS = {  # name -> call(model, image, **bad_knob)
     "universal perturbation": lambda m, x, **k: h.universal_perturbation(
         m, [x], 0, steps=1, progress=False, **k),
 }
-SEEDED = {"smoothgrad", "rise", "binary masks", "expected gradients"}
+SEEDED = {"smoothgrad", "rise", "binary masks", "expected gradients", "integrated gradients",
+          "kernel shap"}
 BAD_VALUES = [
     ({"batch_size": 2.5}, TypeError, "batch_size must be a positive integer"),
     ({"batch_size": "8"}, TypeError, "batch_size must be a positive integer"),

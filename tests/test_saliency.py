@@ -229,6 +229,114 @@ def test_guided_backprop_warns_without_relus(tiny_image):
 
 
 # --------------------------------------------------------------------------
+# DeconvNet
+# --------------------------------------------------------------------------
+
+def mlp_deconvnet_by_hand(model, class_index):
+    """DeconvNet through the MLP with numpy: every ReLU passes ReLU(R), the input ignored."""
+    w1, _, w2, _, w3, _, w4, _ = [np.asarray(w, np.float64) for w in model.get_weights()]
+    r = w4[:, class_index]
+    for weights in (w3, w2, w1):
+        r = np.maximum(r, 0) @ weights.T
+    return r
+
+
+def test_deconvnet_equals_hand_computation(mlp):
+    image = np.random.default_rng(5).uniform(0, 255, (2, 2, 3)).astype(np.float32)
+    for class_index in range(4):
+        expected = mlp_deconvnet_by_hand(mlp, class_index).reshape(image.shape)
+        got = h.saliency(mlp, image, class_index, method="deconvnet", reduce=None,
+                         progress=False)
+        guided, _ = mlp_gradient_by_hand(mlp, image, class_index, guided=True)
+        assert np.abs(expected).max() > 1e-4
+        np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(),
+                                   rtol=1e-4)
+    # The backward pass ignores the input: another image, the same reconstruction.
+    other = h.saliency(mlp, image[::-1] * 0.5, 3, method="deconvnet", reduce=None,
+                       progress=False)
+    np.testing.assert_allclose(other, got, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(got, guided)
+
+
+def deconvnet_by_layers(model, image, class_index):
+    """DeconvNet of the float64 CNN, one layer at a time with its own gradient.
+
+    Each linear layer (and max pooling, whose gradient routes through the
+    switches) back-propagates with a tape on that layer alone; at a ReLU,
+    and at conv2's fused ReLU, the signal is rectified by hand.
+    """
+    import tensorflow as tf
+
+    layers = {layer.name: layer for layer in model.layers}
+    conv2 = layers["conv2"]
+
+    def conv2_linear(x):
+        return tf.nn.conv2d(x, conv2.kernel, 1, "SAME") + conv2.bias
+
+    stages = [layers["preprocess"], layers["conv1"], "relu", layers["pool1"], conv2_linear,
+              "relu", layers["avg_pool"], layers["predictions"]]
+    inputs, x = [], tf.constant(image[None], tf.float64)
+    for stage in stages:
+        inputs.append(x)
+        x = tf.nn.relu(x) if stage == "relu" else stage(x)
+    upstream = tf.one_hot([class_index], x.shape[-1], dtype=tf.float64)
+    for stage, x in zip(reversed(stages), reversed(inputs)):
+        if stage == "relu":
+            upstream = tf.nn.relu(upstream)
+            continue
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = stage(x)
+        upstream = tape.gradient(y, x, output_gradients=upstream)
+    return upstream.numpy()[0]
+
+
+def test_deconvnet_on_a_cnn_equals_a_layer_by_layer_reconstruction(float64_cnn, small_image):
+    for class_index in (0, 3):
+        expected = deconvnet_by_layers(float64_cnn, small_image.astype(np.float64), class_index)
+        got = h.saliency(float64_cnn, small_image, class_index, method="deconvnet",
+                         reduce=None, progress=False)
+        assert np.abs(expected).max() > 1e-6
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+    vanilla = h.saliency(float64_cnn, small_image, 3, reduce=None, progress=False)
+    assert not np.allclose(got, vanilla)
+
+
+def test_deconvnet_leaves_the_model_unchanged_and_shares_its_weights(tiny_image):
+    model = build_tiny_cnn(seed=8, name="untouched_by_deconvnet")
+    layers_before = [(layer.name, type(layer).__name__) for layer in model.layers]
+    output_before = np.asarray(model(tiny_image[None]))
+    vanilla_before = h.saliency(model, tiny_image, 4, reduce=None, progress=False)
+    deconvnet = h.saliency(model, tiny_image, 4, method="deconvnet", reduce=None,
+                           progress=False)
+    assert [(layer.name, type(layer).__name__) for layer in model.layers] == layers_before
+    np.testing.assert_array_equal(h.saliency(model, tiny_image, 4, reduce=None, progress=False),
+                                  vanilla_before)
+    assert not np.allclose(deconvnet, vanilla_before)
+    copy = h.deconvnet_model(model)
+    assert copy is not model and len(copy.layers) == len(model.layers)
+    np.testing.assert_allclose(np.asarray(copy(tiny_image[None])), output_before, rtol=1e-6)
+    shared = {id(v) for v in model.weights}
+    assert {id(v) for v in copy.weights} == shared  # no weights copied
+
+
+def test_deconvnet_reaches_relus_inside_nested_models(tiny_cnn, tiny_image):
+    outer = keras.Sequential([keras.Input((32, 32, 3)), tiny_cnn], name="wrapped_deconvnet")
+    np.testing.assert_allclose(
+        h.saliency(outer, tiny_image, 2, method="deconvnet", reduce=None, progress=False),
+        h.saliency(tiny_cnn, tiny_image, 2, method="deconvnet", reduce=None, progress=False),
+        rtol=1e-5, atol=1e-12)
+
+
+def test_deconvnet_warns_without_relus():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="tanh")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    with pytest.warns(UserWarning, match="no ReLU-family layer: DeconvNet"):
+        h.deconvnet_model(model)
+
+
+# --------------------------------------------------------------------------
 # SmoothGrad
 # --------------------------------------------------------------------------
 
@@ -289,6 +397,60 @@ def test_smoothgrad_reduces_each_sample_then_averages(tiny_cnn, tiny_image):
     assert (magnitude > h.reduce_gradients(raw, "abs_mean") * 1.01).any()
 
 
+@pytest.mark.parametrize("method, reduce", [("vanilla", None), ("vanilla", "max_abs"),
+                                            ("deconvnet", "abs_mean")])
+def test_squaregrad_and_vargrad_equal_a_loop_over_the_same_noise(tiny_cnn, method, reduce):
+    images = np.random.default_rng(9).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    classes, samples, noise_level, seed = [4, 8], 5, 0.2, 12
+    knobs = dict(noise_level=noise_level, samples=samples, method=method, reduce=reduce,
+                 seed=seed, progress=False)
+    # batch_size 3 makes batches that hold samples of both images.
+    square = h.squaregrad(tiny_cnn, images, classes, batch_size=3, **knobs)
+    variance = h.vargrad(tiny_cnn, images, classes, batch_size=3, **knobs)
+    sigma = noise_level * 255
+    for index, (image, class_index) in enumerate(zip(images, classes)):
+        maps = np.stack([h.saliency(tiny_cnn, (image + sigma * np.random.default_rng(
+            (seed, k)).standard_normal(image.shape, dtype=np.float32))[None], class_index,
+            method=method, reduce=reduce, progress=False)[0]
+            for k in range(samples)]).astype(np.float64)
+        scale = (maps ** 2).mean(axis=0).max()
+        np.testing.assert_allclose(square[index], (maps ** 2).mean(axis=0), rtol=1e-4,
+                                   atol=1e-6 * scale)
+        np.testing.assert_allclose(variance[index], maps.var(axis=0), rtol=1e-3,
+                                   atol=1e-6 * scale)
+        assert variance[index].max() > 1e-3 * scale  # not comparing zeros
+
+
+def test_vargrad_is_the_mean_of_squares_minus_the_square_of_the_mean(tiny_cnn, tiny_image):
+    knobs = dict(samples=6, noise_level=0.1, batch_size=4, seed=2, progress=False)
+    together = h.smoothgrad(tiny_cnn, tiny_image, 3, statistic=("mean", "square", "variance"),
+                            **knobs)
+    assert set(together) == {"mean", "square", "variance"}
+    mean = h.smoothgrad(tiny_cnn, tiny_image, 3, **knobs)
+    square = h.squaregrad(tiny_cnn, tiny_image, 3, **knobs)
+    variance = h.vargrad(tiny_cnn, tiny_image, 3, **knobs)
+    for name, alone in (("mean", mean), ("square", square), ("variance", variance)):
+        assert alone.shape == (32, 32) and alone.dtype == np.float32
+        np.testing.assert_array_equal(together[name], alone)  # the same noise, one pass
+    np.testing.assert_allclose(variance, square - mean.astype(np.float64) ** 2, rtol=1e-3,
+                               atol=1e-5 * square.max())
+    assert (variance >= 0).all() and variance.max() > 0
+
+
+def test_running_moments_merge_batches_like_one_pass():
+    from helpers.saliency import _RunningMoments
+
+    rng = np.random.default_rng(10)
+    maps = 1e4 + rng.normal(0, 1e-2, (13, 4, 5))  # a large mean: naive sums would cancel
+    running = _RunningMoments((2, 4, 5))
+    for start, stop in [(0, 1), (1, 6), (6, 7), (7, 13)]:
+        running.add(1, maps[start:stop])
+    np.testing.assert_allclose(running.statistic("mean")[1], maps.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(running.statistic("square")[1], (maps ** 2).mean(axis=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(running.statistic("variance")[1], maps.var(axis=0), rtol=1e-6)
+
+
 def test_more_noise_gives_a_smoother_map(tiny_cnn, tiny_image):
     def roughness(heat):
         return np.abs(np.diff(heat, axis=0)).mean() / np.abs(heat).mean()
@@ -317,6 +479,16 @@ def test_efficientnet_lite0(lite0):
     assert gradients.shape == (2, 224, 224, 3)
 
 
+def test_efficientnet_lite0_deconvnet_and_vargrad(lite0):
+    deconvnet = h.saliency(lite0, "chelsea", "tabby", method="deconvnet", progress=False)
+    guided = h.saliency(lite0, "chelsea", "tabby", method="guided", progress=False)
+    assert deconvnet.shape == (224, 224) and np.isfinite(deconvnet).all()
+    assert deconvnet.max() > 0 and np.corrcoef(deconvnet.ravel(), guided.ravel())[0, 1] < 0.99
+    family = h.smoothgrad(lite0, "chelsea", "tabby", samples=2, batch_size=2,
+                          statistic=("square", "variance"), progress=False)
+    assert all(m.shape == (224, 224) and np.isfinite(m).all() for m in family.values())
+
+
 @pytest.mark.parametrize("name, relus", [("vgg16", 15), ("mobilenet_v2", 35)])
 def test_untrained_keras_applications(name, relus):
     model = h.load_model(name, weights=None)
@@ -338,7 +510,8 @@ def test_clear_errors(tiny_cnn, tiny_image):
         h.saliency(tiny_cnn, tiny_image, 10)
     with pytest.raises(ValueError, match="out of range"):
         h.smoothgrad(tiny_cnn, tiny_image, -1, samples=1)
-    with pytest.raises(ValueError, match="method must be one of 'vanilla', 'guided', not 'smooth'"):
+    with pytest.raises(ValueError, match="method must be one of 'vanilla', 'guided', "
+                                         "'deconvnet', not 'smooth'"):
         h.saliency(tiny_cnn, tiny_image, 0, method="smooth")
     with pytest.raises(ValueError, match="method must be one of"):
         h.smoothgrad(tiny_cnn, tiny_image, 0, method="integrated")
@@ -360,3 +533,17 @@ def test_clear_errors(tiny_cnn, tiny_image):
         h.smoothgrad(tiny_cnn, tiny_image, 0, seed=-1)
     with pytest.raises(ValueError, match="reduce must be one of"):
         h.reduce_gradients(np.zeros((2, 2, 3)), "median")
+
+
+def test_clear_errors_of_the_smoothgrad_family(tiny_cnn, tiny_image):
+    with pytest.raises(ValueError, match="statistic must be one of 'mean', 'square', "
+                                         "'variance', not 'median'"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, samples=1, statistic="median")
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, samples=1, statistic=("mean", "max"))
+    with pytest.raises(TypeError, match="statistic must be one of"):
+        h.smoothgrad(tiny_cnn, tiny_image, 0, samples=1, statistic=2)
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        h.vargrad(tiny_cnn, tiny_image, 0, samples=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        h.squaregrad(tiny_cnn, tiny_image, 0, method="deconv")
