@@ -138,12 +138,13 @@ def occlusion_scores(model, image, *, patch_size: int = 32, stride: int = 8, bas
     stride 8; see :func:`helpers.patch_starts`), streamed ``batch_size`` at a
     time. The result gives the map of any class: ``.map("tabby")``.
     """
+    check_choice(score, "score", SCORES)
     image = _one_image(model, image)
     masks = PatchMasks(image.shape[0], image.shape[1], patch_size, stride)
-    clean, scores = perturbation_scores(model, image, masks, baseline=baseline, score=score,
+    clean, logits = perturbation_scores(model, image, masks, baseline=baseline, score="logit",
                                         batch_size=batch_size, progress=progress,
                                         description="occlusion")
-    return OcclusionScores(masks, clean, scores, baseline, score)
+    return OcclusionScores(masks, clean, logits, baseline, score)
 
 
 def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, baseline="grey",
@@ -175,12 +176,12 @@ def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, bas
         grid[np.ix_(_every(rows, step), _every(cols, step))] = True
         new = np.flatnonzero(grid.ravel() & ~computed)
         pass_clean, pass_scores = perturbation_scores(
-            model, image, _Positions(masks, new), baseline=baseline, score=score,
+            model, image, _Positions(masks, new), baseline=baseline, score="logit",
             batch_size=batch_size, progress=progress, description=f"occlusion, stride "
                                                                   f"{step * stride}")
         if scores is None:
             clean = pass_clean
-            scores = np.full((masks.count, pass_scores.shape[1]), np.nan, dtype=np.float32)
+            scores = np.zeros((masks.count, pass_scores.shape[1]), dtype=np.float32)
         scores[new] = pass_scores
         computed[new] = True
         yield OcclusionScores(masks, clean, scores.copy(), baseline, score,
@@ -217,12 +218,13 @@ def random_mask_scores(model, image, *, method: str = "rise", num_masks: int | N
     """
     image = _one_image(model, image)
     count = choose(2000, 300) if num_masks is None else num_masks
+    check_choice(score, "score", SCORES)
     masks = RandomMasks(image.shape[0], image.shape[1], count, grid_size, keep_probability,
                         method, seed)
-    clean, scores = perturbation_scores(model, image, masks, baseline=baseline, score=score,
+    clean, logits = perturbation_scores(model, image, masks, baseline=baseline, score="logit",
                                         batch_size=batch_size, progress=progress,
                                         description=method)
-    return RandomMaskScores(masks, clean, scores, baseline, score)
+    return RandomMaskScores(masks, clean, logits, baseline, score)
 
 
 # --------------------------------------------------------------------------
@@ -271,6 +273,36 @@ def _score_function(logits_model, score):
 # Results: all classes' scores, maps for any class on demand
 # --------------------------------------------------------------------------
 
+class _StoredScores:
+    """The logits of the unmasked image and of every masked copy, read as either score.
+
+    The engine always keeps the logits: the probabilities are their softmax,
+    computed here once when first asked for, so one pass gives the maps of
+    both scores (``.map(c, score="logit")`` costs no forward pass).
+    """
+
+    @property
+    def clean(self) -> np.ndarray:
+        """(C,) scores of the unmasked image, in this result's ``score``."""
+        return self._read(self.score)[0]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(masks, C) scores of the masked copies, in this result's ``score``."""
+        return self._read(self.score)[1]
+
+    def _read(self, score):
+        check_choice(score, "score", SCORES)
+        if score == "logit":
+            return self.clean_logits, self.logits
+        if getattr(self, "_probabilities", None) is None:
+            from .models import probabilities
+
+            self._probabilities = (probabilities(self.clean_logits),
+                                   probabilities(self.logits))
+        return self._probabilities
+
+
 def _class_indices(class_index, clean: np.ndarray) -> tuple[np.ndarray, bool]:
     """Class indices for one image and whether a single class was asked for."""
     from .labels import resolve_classes
@@ -285,34 +317,37 @@ def _class_indices(class_index, clean: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 @dataclass
-class OcclusionScores:
+class OcclusionScores(_StoredScores):
     """Sliding-patch occlusion of one image: the scores of all classes at every position.
 
     ``map(class_index)`` turns them into the drop map of any class (or of
-    several, given a list) without running the model again.
+    several, given a list) without running the model again; ``score=`` reads
+    the probabilities or the logits from the same passes.
     """
 
     masks: PatchMasks
-    clean: np.ndarray     # (C,) scores of the unmasked image
-    scores: np.ndarray    # (positions, C) scores with the patch at each position
+    clean_logits: np.ndarray  # (C,) logits of the unmasked image
+    logits: np.ndarray        # (positions, C) logits with the patch at each position
     baseline: object = "grey"
-    score: str = "probability"
+    score: str = "probability"  # what .clean, .scores and .map read by default
     computed: np.ndarray | None = None  # (positions,) which were scored; None: all
 
-    def drop_grid(self, class_index=None) -> np.ndarray:
+    def drop_grid(self, class_index=None, *, score: str | None = None) -> np.ndarray:
         """Score drop with the patch at each grid position: (rows, cols), or (K, rows, cols)."""
-        classes, single = _class_indices(class_index, self.clean)
-        drops = self.clean[classes][:, None] - self.scores[:, classes].T
+        clean, scores = self._read(self.score if score is None else score)
+        classes, single = _class_indices(class_index, clean)
+        drops = clean[classes][:, None] - scores[:, classes].T
         grids = drops.reshape(len(classes), *self.masks.grid_shape)
         return grids[0] if single else grids
 
-    def map(self, class_index=None) -> np.ndarray:
+    def map(self, class_index=None, *, score: str | None = None) -> np.ndarray:
         """Per-pixel mean score drop over the patches that hid the pixel: (H, W) or (K, H, W).
 
         ``class_index``: an index or name, a list of them, or None for the
-        top-1 class of the unmasked image.
+        top-1 class of the unmasked image. ``score``: "probability" or
+        "logit" (default: the result's own ``score``).
         """
-        grids = self.drop_grid(class_index)
+        grids = self.drop_grid(class_index, score=score)
         single = grids.ndim == 2
         rows, cols = self.masks.hidden_rows(), self.masks.hidden_cols()
         stacked = grids[None] if single else grids
@@ -329,43 +364,46 @@ class OcclusionScores:
 
 
 @dataclass
-class RandomMaskScores:
+class RandomMaskScores(_StoredScores):
     """Random-mask occlusion of one image: the scores of all classes for every mask.
 
     ``map(class_index)`` contracts the stored scores with the masks for any
     class (rebuilding masks from their small grids, chunk by chunk);
-    ``maps_at(class_index, counts)`` shows the map as masks accumulate.
+    ``maps_at(class_index, counts)`` shows the map as masks accumulate;
+    ``score=`` reads the probabilities or the logits from the same passes.
     """
 
     masks: RandomMasks
-    clean: np.ndarray
-    scores: np.ndarray
+    clean_logits: np.ndarray
+    logits: np.ndarray
     baseline: object = "grey"
     score: str = "probability"
 
-    def map(self, class_index=None, *, num_masks: int | None = None) -> np.ndarray:
+    def map(self, class_index=None, *, num_masks: int | None = None,
+            score: str | None = None) -> np.ndarray:
         """The map of a class (or a list of classes) from the first ``num_masks`` masks (all by default).
 
         RISE: ``sum_i s_i M_i / sum_i M_i``; binary: ``1/N sum_i s_i (2 M_i - 1)``.
         """
         classes, single = _class_indices(class_index, self.clean)
         count = self.masks.count if num_masks is None else positive_int(num_masks, "num_masks")
-        maps = self._partial_sums(classes, [count])[0]
+        maps = self._partial_sums(classes, [count], score)[0]
         return maps[0] if single else maps
 
-    def maps_at(self, class_index, counts) -> np.ndarray:
+    def maps_at(self, class_index, counts, *, score: str | None = None) -> np.ndarray:
         """Maps of one class from the first n masks, for each n in ``counts``: (len, H, W)."""
         classes, single = _class_indices(class_index, self.clean)
         if not single:
             raise ValueError("class_index: maps_at takes one class; call it once per class")
         counts = [positive_int(n, "a mask count") for n in counts]
-        return self._partial_sums(classes, counts)[:, 0]
+        return self._partial_sums(classes, counts, score)[:, 0]
 
-    def _partial_sums(self, classes: np.ndarray, counts: list[int]) -> np.ndarray:
+    def _partial_sums(self, classes: np.ndarray, counts: list[int], score=None) -> np.ndarray:
         """Maps of ``classes`` from the first n masks, n in ``counts``: (len(counts), K, H, W)."""
         if not counts or min(counts) < 1 or max(counts) > self.masks.count:
             raise ValueError(f"mask counts must lie in 1..{self.masks.count} (the masks scored)")
-        weights = self.scores[:, classes].astype(np.float64)  # (N, K)
+        scores = self._read(self.score if score is None else score)[1]
+        weights = scores[:, classes].astype(np.float64)  # (N, K)
         running = np.zeros((len(classes), self.masks.height, self.masks.width))
         coverage = np.zeros((self.masks.height, self.masks.width))
         snapshots, done = {}, 0

@@ -391,3 +391,20 @@ def test_passes_refine_to_exactly_the_full_map_without_repeating_work(tiny_cnn, 
             expected += drops[index] * hidden
             coverage += hidden
         np.testing.assert_allclose(coarse, expected / coverage, rtol=1e-5, atol=1e-7)
+
+
+def test_one_pass_gives_both_scores(tiny_cnn, tiny_image):
+    """The engine keeps the logits; the probabilities are their softmax, read on demand."""
+    as_probability = h.occlusion_scores(tiny_cnn, tiny_image, patch_size=8, stride=4,
+                                        progress=False)
+    as_logit = h.occlusion_scores(tiny_cnn, tiny_image, patch_size=8, stride=4, score="logit",
+                                  progress=False)
+    np.testing.assert_allclose(as_probability.map(2, score="logit"), as_logit.map(2), atol=1e-6)
+    np.testing.assert_allclose(as_logit.map(2, score="probability"), as_probability.map(2),
+                               atol=1e-7)
+    rise = h.random_mask_scores(tiny_cnn, tiny_image, num_masks=20, progress=False)
+    logit_rise = h.random_mask_scores(tiny_cnn, tiny_image, num_masks=20, score="logit",
+                                      progress=False)
+    np.testing.assert_allclose(rise.map(2, score="logit"), logit_rise.map(2), rtol=1e-5)
+    with pytest.raises(ValueError, match="score must be one of 'probability', 'logit'"):
+        rise.map(2, score="softmax")
