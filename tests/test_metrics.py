@@ -4,7 +4,7 @@ import pytest
 import scipy.stats
 
 import helpers as h
-from helpers.metrics import area_under_curve, map_ssim
+from helpers.metrics import _dissection_ranks, area_under_curve, map_ssim
 import keras
 import tensorflow as tf
 
@@ -415,3 +415,377 @@ def test_pointing_game_on_hand_made_cases():
         h.pointing_game(heat, human, tolerance=-1)
     agreement = h.human_agreement(heat, human)
     assert set(agreement) == {"iou", "pointing", "spearman"} and agreement["pointing"]
+
+
+# --------------------------------------------------------------------------
+# ROAD: noisy linear imputation (Rong et al. 2022)
+# --------------------------------------------------------------------------
+
+NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
+
+
+def neighbour_weight(dr, dc):
+    return 1 / 12 if dr and dc else 1 / 6  # the paper's: diagonal 1/12, direct 1/6
+
+
+def dense_imputation(image, removed):
+    """The reference: the same equations written pixel by pixel, solved densely."""
+    height, width, channels = image.shape
+    unknown = [(r, c) for r in range(height) for c in range(width) if removed[r, c]]
+    number = {pixel: n for n, pixel in enumerate(unknown)}
+    system = np.zeros((len(unknown), len(unknown)))
+    right = np.zeros((len(unknown), channels))
+    for n, (r, c) in enumerate(unknown):
+        for dr, dc in NEIGHBOURS:
+            rr, cc = r + dr, c + dc
+            if not (0 <= rr < height and 0 <= cc < width):
+                continue
+            weight = neighbour_weight(dr, dc)
+            system[n, n] += weight
+            if removed[rr, cc]:
+                system[n, number[rr, cc]] -= weight
+            else:
+                right[n] += weight * image[rr, cc]
+    solution = np.linalg.solve(system, right)
+    result = image.astype(np.float64).copy()
+    for n, (r, c) in enumerate(unknown):
+        result[r, c] = solution[n]
+    return result
+
+
+@pytest.fixture
+def small_image():
+    return np.random.default_rng(4).uniform(0, 255, (7, 9, 3))
+
+
+def removed_mask(shape, fraction, seed=0):
+    return np.random.default_rng(seed).uniform(size=shape) < fraction
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.9])
+def test_imputation_matches_a_dense_solve(small_image, fraction):
+    removed = removed_mask(small_image.shape[:2], fraction, seed=int(fraction * 10))
+    removed[0, 0] = removed[-1, 3] = True  # border pixels, whose mean has fewer neighbours
+    assert 0 < removed.sum() < removed.size
+    got = h.noisy_linear_imputation(small_image, removed, noise=0)
+    expected = dense_imputation(small_image, removed)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(got[~removed], small_image[~removed].astype(np.float32))
+    gray = h.noisy_linear_imputation(small_image[..., 1], removed, noise=0)  # (H, W) images
+    assert gray.shape == removed.shape
+    np.testing.assert_allclose(gray, expected[..., 1], rtol=1e-5, atol=1e-3)
+
+
+def test_imputed_pixels_are_convex_combinations_of_their_neighbours():
+    image = np.random.default_rng(2).uniform(0, 255, (24, 20, 3))
+    removed = np.zeros(image.shape[:2], bool)
+    removed[3:15, 4:12] = True  # a block with a large interior
+    removed |= removed_mask(removed.shape, 0.4, seed=3)  # and scattered pixels
+    filled = h.noisy_linear_imputation(image, removed, noise=0).astype(np.float64)
+    for r, c in zip(*np.nonzero(removed)):
+        values, weights = [], []
+        for dr, dc in NEIGHBOURS:
+            if 0 <= r + dr < image.shape[0] and 0 <= c + dc < image.shape[1]:
+                values.append(filled[r + dr, c + dc])
+                weights.append(neighbour_weight(dr, dc))
+        values, weights = np.array(values), np.array(weights)
+        np.testing.assert_allclose(filled[r, c], weights @ values / weights.sum(), atol=1e-3)
+        assert np.all(values.min(axis=0) - 1e-3 <= filled[r, c])
+        assert np.all(filled[r, c] <= values.max(axis=0) + 1e-3)
+    kept = image[~removed]  # and so, overall, within the range of the kept pixels
+    assert np.all(filled[removed] >= kept.min(axis=0) - 1e-3)
+    assert np.all(filled[removed] <= kept.max(axis=0) + 1e-3)
+
+
+def test_imputation_noise_is_seeded_and_touches_only_removed_pixels():
+    image = np.random.default_rng(5).uniform(60, 190, (40, 40, 3))
+    removed = removed_mask(image.shape[:2], 0.5)
+    clean = h.noisy_linear_imputation(image, removed, noise=0)
+    noisy = h.noisy_linear_imputation(image, removed, noise=2.0, seed=7)
+    np.testing.assert_array_equal(noisy[~removed], clean[~removed])
+    assert (noisy[removed] - clean[removed]).std() == pytest.approx(2.0, rel=0.1)
+    np.testing.assert_array_equal(noisy, h.noisy_linear_imputation(image, removed, noise=2.0,
+                                                                   seed=7))
+    assert not np.array_equal(noisy, h.noisy_linear_imputation(image, removed, noise=2.0,
+                                                               seed=8))
+
+
+def test_imputation_edge_cases_and_errors(small_image):
+    nothing = np.zeros(small_image.shape[:2], bool)
+    np.testing.assert_allclose(h.noisy_linear_imputation(small_image, nothing), small_image,
+                               rtol=1e-6)
+    everything = h.noisy_linear_imputation(small_image, ~nothing, noise=0)
+    np.testing.assert_array_equal(everything, 127.5)  # nothing left to impute from
+    with pytest.raises(TypeError, match="removed must be a boolean"):
+        h.noisy_linear_imputation(small_image, nothing.astype(int))
+    with pytest.raises(ValueError, match=r"removed has shape \(3, 3\)"):
+        h.noisy_linear_imputation(small_image, np.zeros((3, 3), bool))
+    with pytest.raises(ValueError, match="noise must be a standard deviation"):
+        h.noisy_linear_imputation(small_image, nothing, noise=-1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        h.noisy_linear_imputation(small_image, nothing, seed=-2)
+
+
+def test_dissection_order_is_a_permutation_that_ends_with_the_middle_separator():
+    ranks = _dissection_ranks(30, 22).reshape(30, 22)
+    assert sorted(ranks.ravel()) == list(range(30 * 22))
+    assert ranks[15].min() == 30 * 22 - 22  # the first cut (the middle row) comes last
+    assert ranks[:15].max() < ranks[16:].min()  # one half, then the other
+
+
+# --------------------------------------------------------------------------
+# ROAD curves
+# --------------------------------------------------------------------------
+
+def brute_force_road(model, image, heat, class_index, steps, order):
+    """ROAD written as a plain loop over steps, without noise."""
+    ranking = np.argsort(-heat.ravel() if order == "morf" else heat.ravel(), kind="stable")
+    scores = []
+    for k in range(steps + 1):
+        removed = np.zeros(heat.size, bool)
+        removed[ranking[:int(round(k * heat.size / steps))]] = True
+        filled = h.noisy_linear_imputation(image, removed.reshape(heat.shape), noise=0)
+        logits = np.asarray(model(filled[None]), np.float64)
+        scores.append(softmax(logits)[0, class_index])
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("order", ["morf", "lerf"])
+def test_road_curve_matches_a_brute_force_loop(looker, bright_region_image, order):
+    heat = random_map(6)
+    curve = h.road_curve(looker, bright_region_image, heat, 0, order=order, steps=4, noise=0,
+                         batch_size=3, progress=False)
+    expected = brute_force_road(looker, bright_region_image, heat, 0, 4, order)
+    np.testing.assert_allclose(curve.scores, expected, rtol=1e-5, atol=1e-6)
+    assert curve.auc == pytest.approx(np.trapezoid(expected, curve.fractions))
+    assert curve.kind == {"morf": "ROAD MoRF", "lerf": "ROAD LeRF"}[order]
+    assert curve.order == order and "RoadCurve(order=" in repr(curve)
+
+
+def test_morf_removes_the_most_relevant_pixels_first_and_lerf_the_least(looker,
+                                                                        bright_region_image):
+    # The model reads only the region; the map ranks it first. MoRF imputes the region
+    # from the darker pixels around it at once; LeRF keeps it until the last steps.
+    heat = true_mask() + 0.01 * random_map(2)
+    morf = h.road_curve(looker, bright_region_image, heat, 0, order="morf", steps=7,
+                        progress=False)
+    lerf = h.road_curve(looker, bright_region_image, heat, 0, order="lerf", steps=7,
+                        progress=False)
+    original = morf.scores[0]
+    assert original > 0.99 and lerf.scores[0] == pytest.approx(original)
+    assert morf.scores[1] < 0.1  # the first step (146 pixels) removes the region's 144
+    # LeRF: the region is untouched while 6 steps remove up to 878 of the other 880 pixels
+    np.testing.assert_allclose(lerf.scores[:7], original, rtol=1e-6)
+    assert morf.auc < 0.2 < 0.8 < lerf.auc
+
+
+def test_road_ranks_a_map_of_the_region_above_a_random_map(looker, bright_region_image):
+    perfect, chance = true_mask() + 0.01 * random_map(2), random_map(0)
+    road = {name: {order: h.road_curve(looker, bright_region_image, heat, 0, order=order,
+                                       steps=8, progress=False).auc for order in ("morf", "lerf")}
+            for name, heat in (("perfect", perfect), ("random", chance))}
+    assert road["perfect"]["morf"] < road["random"]["morf"] - 0.2
+    # Scattered removal is filled from the region's own bright neighbours, so the random map
+    # loses little under LeRF either: imputation, unlike black, is no attack.
+    assert road["perfect"]["lerf"] > road["random"]["lerf"] > 0.9
+    gap = {name: auc["lerf"] - auc["morf"] for name, auc in road.items()}
+    assert gap["perfect"] > gap["random"] + 0.2
+
+
+def test_road_is_seeded_and_independent_of_batching(looker, bright_region_image):
+    heat = random_map(1)
+    first = h.road_curve(looker, bright_region_image, heat, 0, steps=4, seed=3, noise=20,
+                         batch_size=2, progress=False)
+    again = h.road_curve(looker, bright_region_image, heat, 0, steps=4, seed=3, noise=20,
+                         batch_size=32, progress=False)
+    other = h.road_curve(looker, bright_region_image, heat, 0, steps=4, seed=4, noise=20,
+                         progress=False)
+    np.testing.assert_array_equal(first.scores, again.scores)
+    assert not np.array_equal(first.scores, other.scores)
+    np.testing.assert_allclose(first.scores, other.scores, atol=0.05)  # only the noise differs
+    fresh = h.road_curve(looker, bright_region_image, heat, 0, steps=4, seed=None, noise=20,
+                         progress=False)
+    assert fresh.seed is None and np.all((fresh.scores >= 0) & (fresh.scores <= 1))
+    # a batch of images gives each image its own curve
+    images = np.stack([bright_region_image, bright_region_image[::-1]])
+    maps = np.stack([heat, true_mask()])
+    batched = h.road_curve(looker, images, maps, [0, 1], steps=4, noise=0, progress=False)
+    assert batched.scores.shape == (2, 5) and batched.auc.shape == (2,)
+    for i in range(2):
+        single = h.road_curve(looker, images[i], maps[i], [0, 1][i], steps=4, noise=0,
+                              progress=False)
+        np.testing.assert_allclose(batched.scores[i], single.scores, rtol=1e-6)
+
+
+def test_road_error_paths(looker, bright_region_image):
+    with pytest.raises(ValueError, match="order must be one of 'morf', 'lerf'"):
+        h.road_curve(looker, bright_region_image, true_mask(), 0, order="random")
+    with pytest.raises(ValueError, match="noise must be a standard deviation"):
+        h.road_curve(looker, bright_region_image, true_mask(), 0, noise=-0.5)
+    with pytest.raises(TypeError, match="steps must be a positive integer"):
+        h.road_curve(looker, bright_region_image, true_mask(), 0, steps=2.5)
+    with pytest.raises(ValueError, match="heatmap shape"):
+        h.road_curve(looker, bright_region_image, np.ones((8, 8)), 0)
+
+
+# --------------------------------------------------------------------------
+# MuFidelity (Bhatt et al. 2020)
+# --------------------------------------------------------------------------
+
+def linear_model(seed=0, classes=3):
+    """logits = W . x + b on the raw pixels: sum_S (W x) is exactly the drop to black."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    outputs = keras.layers.Dense(classes, name="predictions")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs, name="linear")
+    rng = np.random.default_rng(seed)
+    model.get_layer("predictions").set_weights(
+        [rng.normal(0, 0.01, (SIZE * SIZE * 3, classes)).astype("float32"),
+         rng.normal(0, 1, classes).astype("float32")])
+    return model
+
+
+def weight_times_input(model, image, class_index, reference=0.0):
+    weights = model.get_layer("predictions").get_weights()[0][:, class_index]
+    return (weights.reshape(SIZE, SIZE, 3) * (image - reference)).sum(axis=-1)
+
+
+@pytest.mark.parametrize("grid_size", [4, SIZE])
+def test_weight_times_input_has_mufidelity_one_on_a_linear_model(tiny_image, grid_size):
+    model = linear_model()
+    exact = weight_times_input(model, tiny_image, 1)
+    result = h.mufidelity(model, tiny_image, exact, 1, samples=40, grid_size=grid_size,
+                          progress=False)
+    assert result.correlation == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(result.score_drops, result.attribution_sums, rtol=1e-3,
+                               atol=1e-3 * np.abs(result.score_drops).max())
+    noise = h.mufidelity(model, tiny_image, random_map(3), 1, samples=40, grid_size=grid_size,
+                         progress=False)
+    assert abs(noise.correlation) < 0.6
+    # with a grey baseline the exact map is weight x (input - grey)
+    grey = h.mufidelity(model, tiny_image, weight_times_input(model, tiny_image, 1, 127.5), 1,
+                        samples=40, grid_size=grid_size, baseline="grey", progress=False)
+    assert grey.correlation == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mufidelity_matches_a_brute_force_loop(tiny_cnn, tiny_image):
+    heat = h.saliency(tiny_cnn, tiny_image, 4, progress=False)
+    result = h.mufidelity(tiny_cnn, tiny_image, heat, 4, samples=12, grid_size=4, batch_size=5,
+                          progress=False)
+    cell = SIZE // 4
+    clean = np.asarray(tiny_cnn(tiny_image[None]), np.float64)[0, 4]
+    sums, drops = [], []
+    for subset in result.subsets:
+        assert subset.sum() == 3  # round(0.2 * 16) cells
+        image, total = tiny_image.copy(), 0.0
+        for r in range(SIZE):
+            for c in range(SIZE):
+                if subset[r // cell, c // cell]:
+                    image[r, c] = 0.0
+                    total += heat[r, c]
+        sums.append(total)
+        drops.append(clean - np.asarray(tiny_cnn(image[None]), np.float64)[0, 4])
+    np.testing.assert_allclose(result.attribution_sums, sums, rtol=1e-5)
+    np.testing.assert_allclose(result.score_drops, drops, rtol=1e-4, atol=1e-5)
+    assert np.ptp(drops) > 0  # not comparing constants
+    assert result.correlation == pytest.approx(np.corrcoef(sums, drops)[0, 1], abs=1e-4)
+
+
+def test_mufidelity_is_seeded_and_shares_subsets_across_images(tiny_cnn, tiny_image):
+    heat = random_map(4)
+    first = h.mufidelity(tiny_cnn, tiny_image, heat, 2, samples=10, grid_size=5, seed=1,
+                         progress=False)
+    again = h.mufidelity(tiny_cnn, tiny_image, heat, 2, samples=10, grid_size=5, seed=1,
+                         batch_size=3, progress=False)
+    other = h.mufidelity(tiny_cnn, tiny_image, heat, 2, samples=10, grid_size=5, seed=2,
+                         progress=False)
+    np.testing.assert_array_equal(first.subsets, again.subsets)
+    np.testing.assert_allclose(first.score_drops, again.score_drops, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(first.subsets, other.subsets)
+    assert first.subsets.shape == (10, 5, 5) and np.all(first.subsets.sum(axis=(1, 2)) == 5)
+    images = np.stack([tiny_image, tiny_image[::-1]])
+    maps = np.stack([heat, random_map(5)])
+    batched = h.mufidelity(tiny_cnn, images, maps, [2, 3], samples=10, grid_size=5, seed=1,
+                           progress=False)
+    assert batched.correlation.shape == (2,) and batched.score_drops.shape == (2, 10)
+    for i in range(2):
+        single = h.mufidelity(tiny_cnn, images[i], maps[i], [2, 3][i], samples=10, grid_size=5,
+                              seed=1, progress=False)
+        assert batched.correlation[i] == pytest.approx(single.correlation, abs=1e-5)
+
+
+def test_mufidelity_of_an_all_zero_map_is_undefined(tiny_cnn, tiny_image):
+    result = h.mufidelity(tiny_cnn, tiny_image, np.zeros((SIZE, SIZE)), 0, samples=8,
+                          progress=False)
+    assert np.isnan(result.correlation)
+    probability = h.mufidelity(tiny_cnn, tiny_image, random_map(), 0, samples=8,
+                               score="probability", progress=False)
+    assert -1 <= probability.correlation <= 1 and probability.score == "probability"
+
+
+def test_mufidelity_error_paths(tiny_cnn, tiny_image):
+    heat = random_map()
+    with pytest.raises(ValueError, match="grid_size must be at most the image's side"):
+        h.mufidelity(tiny_cnn, tiny_image, heat, 0, grid_size=40)
+    with pytest.raises(ValueError, match="samples must be at least 2"):
+        h.mufidelity(tiny_cnn, tiny_image, heat, 0, samples=1)
+    with pytest.raises(ValueError, match="subset_fraction must be the fraction"):
+        h.mufidelity(tiny_cnn, tiny_image, heat, 0, subset_fraction=1.0)
+    with pytest.raises(ValueError, match="score must be one of 'logit', 'probability'"):
+        h.mufidelity(tiny_cnn, tiny_image, heat, 0, score="loss")
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+        h.mufidelity(tiny_cnn, tiny_image, heat, 0, seed=0.5)
+
+
+# --------------------------------------------------------------------------
+# The measures side by side, and a softmax head changes nothing
+# --------------------------------------------------------------------------
+
+def test_compare_maps_with_road_and_mufidelity(looker, bright_region_image):
+    maps = {"random": random_map(), "perfect": true_mask() + 0.01 * random_map(2)}
+    table = h.compare_maps(looker, bright_region_image, maps, 0, steps=4, road_steps=4,
+                           samples=16, measures=("deletion", "road", "mufidelity"),
+                           progress=False)
+    assert table.columns == ["deletion", "ROAD MoRF", "ROAD LeRF", "LeRF - MoRF", "MuFidelity"]
+    for column in table.columns:
+        assert table.sorted_by(column).rows[0][0] == "perfect", column
+    assert set(table.curves["perfect"]) == {"deletion", "ROAD MoRF", "ROAD LeRF", "MuFidelity"}
+    road = h.road_curve(looker, bright_region_image, maps["perfect"], 0, order="lerf", steps=4,
+                        progress=False)
+    assert table.column("ROAD LeRF")[1] == pytest.approx(road.auc)
+    np.testing.assert_allclose(table.curves["perfect"]["ROAD LeRF"].scores, road.scores)
+    fidelity = h.mufidelity(looker, bright_region_image, maps["perfect"], 0, samples=16,
+                            progress=False)
+    assert table.column("MuFidelity")[1] == pytest.approx(fidelity.correlation, abs=1e-6)
+    with pytest.raises(ValueError, match="measures must be one of"):
+        h.compare_maps(looker, bright_region_image, maps, 0, measures=("deletion", "speed"))
+    with pytest.raises(TypeError, match="measures must be a non-empty list"):
+        h.compare_maps(looker, bright_region_image, maps, 0, measures="road")
+
+
+def softmax_region_model():
+    logits = region_model()
+    probabilities = keras.layers.Softmax(name="softmax")(logits.output)
+    return keras.Model(logits.input, probabilities, name="region_softmax")
+
+
+def test_a_softmax_head_gives_the_same_road_and_mufidelity(looker, bright_region_image):
+    heat = random_map(8)
+    softmax_model = softmax_region_model()
+    for model in (looker, softmax_model):
+        road = h.road_curve(model, bright_region_image, heat, 0, steps=3, progress=False)
+        fidelity = h.mufidelity(model, bright_region_image, heat, 0, samples=8, progress=False)
+        if model is looker:
+            expected_road, expected_fidelity = road, fidelity
+    np.testing.assert_allclose(road.scores, expected_road.scores, rtol=1e-5)
+    np.testing.assert_allclose(fidelity.score_drops, expected_fidelity.score_drops, rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_show_curves_labels_road(looker, bright_region_image):
+    import matplotlib.pyplot as plt
+
+    curve = h.road_curve(looker, bright_region_image, true_mask(), 0, steps=2, progress=False)
+    ax = h.show_curves({"perfect": curve})
+    assert "removed (imputed)" in ax.get_xlabel() and "lower AUC is better" in ax.get_title()
+    plt.close(ax.figure)
