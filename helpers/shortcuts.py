@@ -105,7 +105,10 @@ def _fraction(value, name: str, *, low_open: bool = False) -> float:
 
 
 def _colour(value, name: str) -> np.ndarray:
-    colour = np.asarray(value, dtype=np.float32)
+    try:
+        colour = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an RGB triple of numbers, not {value!r}") from None
     if colour.shape != (3,) or not np.all(np.isfinite(colour)) or colour.min() < 0 \
             or colour.max() > 255:
         raise ValueError(f"{name} must be an RGB triple of values in 0..255, got {value!r}")
@@ -202,7 +205,8 @@ def digit_images(*, size: int = 32, digit_size: int = 24, test_fraction: float =
 
 def tag_box(size: int, *, tag_size: int = 5, corner: str = "top-left",
             margin: int = 1) -> tuple[int, int, int, int]:
-    """The (top, left, bottom, right) pixels of a square tag in a corner (bottom, right exclusive)."""
+    """The (top, left, bottom, right) pixels of a square tag in a corner (bottom, right
+    exclusive)."""
     size = _integer(size, "size", 1)
     tag_size = _integer(tag_size, "tag_size", 1)
     margin = _integer(margin, "margin", 0)
@@ -312,8 +316,8 @@ def digit_cnn(*, size: int = 32, classes: int = 10, seed: int = 0, name: str = "
     return keras.Model(inputs, outputs, name=name)
 
 
-def train_digit_cnn(images, labels, *, epochs: int = 20, batch_size: int = 64,
-                    learning_rate: float = 3e-3, seed: int = 0, name: str = "digit_cnn"):
+def train_digit_cnn(images, labels, *, epochs: int = 15, batch_size: int = 32,
+                    learning_rate: float = 2e-3, seed: int = 0, name: str = "digit_cnn"):
     """A :func:`digit_cnn` trained on ``images`` and ``labels``, seeded (weights and shuffling).
 
     Adam (Kingma & Ba 2015) on the softmax cross-entropy of the logits. The
