@@ -17,6 +17,7 @@ from .labels import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
 from .masks import *  # noqa: F401,F403
 from .occlusion import *  # noqa: F401,F403
+from .incremental import *  # noqa: F401,F403
 from .saliency import *  # noqa: F401,F403
 from .cam import *  # noqa: F401,F403
 from .architecture import *  # noqa: F401,F403
