@@ -98,16 +98,18 @@ def integrated_gradients(model, images, class_index=None, *, baseline="black",
 
     points = len(alphas)
     sums = np.zeros(batch.shape, dtype=np.float64)
+    starts = baselines.astype(np.float32)
+    differences = batch - starts
     path = np.empty((min(batch_size, len(batch) * points),) + batch.shape[1:], np.float32)
     for start, stop in batches(len(batch) * points, batch_size, progress=progress,
                                description="integrated gradients", minimum=0):
         # Work items (image, path point) in image-major order.
         items = np.arange(start, stop)
         owners, steps_of = items // points, items % points
-        difference = batch[owners] - baselines[owners]
-        path[:len(items)] = baselines[owners] + alphas[steps_of, None, None, None] * difference
-        grads = np.asarray(gradients_of(tf.constant(path[:len(items)]),
-                                        tf.constant(classes[owners])))
+        chunk = path[:len(items)]
+        np.multiply(alphas[steps_of, None, None, None], differences[owners], out=chunk)
+        chunk += starts[owners]
+        grads = np.asarray(gradients_of(tf.constant(chunk), tf.constant(classes[owners])))
         for owner in np.unique(owners):
             rows = owners == owner
             sums[owner] += np.tensordot(weights[steps_of[rows]], grads[rows], axes=1)
@@ -264,9 +266,10 @@ def _explanation(model, call, attributions, baselines, reduce, **fields):
     batch_size = fields.pop("batch_size")
     classes = call.classes
     rows = np.arange(len(classes))
-    logits = predict_logits(model, call.batch, batch_size).astype(np.float64)[rows, classes]
-    baseline_logits = predict_logits(model, baselines.astype(np.float32), batch_size
-                                     ).astype(np.float64)[rows, classes]
+    both = predict_logits(model, np.concatenate([call.batch, baselines.astype(np.float32)]),
+                          batch_size).astype(np.float64)
+    logits = both[:len(classes)][rows, classes]
+    baseline_logits = both[len(classes):][rows, classes]
     attribution_sum = attributions.reshape(len(classes), -1).sum(axis=-1)
     maps = reduce_gradients(attributions.astype(np.float32), reduce)
 
