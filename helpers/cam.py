@@ -18,6 +18,17 @@ The methods differ only in the channel weights alpha_k^c:
   exp(y^c), alpha_k^c = sum_ij a^kc_ij ReLU(d exp(y^c) / dA^k_ij) with
   a^kc_ij = g^2 / (2 g^2 + g^3 sum_ab A^k_ab) (g the gradient of y^c), so
   several instances of a class all count. Its maps scale with exp(y^c).
+* **LayerCAM** (Jiang, Zhang, Hou, Cheng & Wei 2021, *LayerCAM: Exploring
+  Hierarchical Class Activation Maps for Localization*, IEEE TIP): a weight
+  per cell instead of per channel, the positive gradient,
+  L^c_ij = ReLU(sum_k ReLU(dy^c/dA^k_ij) A^k_ij); it stays sharp at shallow
+  layers, where the mean gradient of Grad-CAM cancels out.
+* **HiResCAM** (Draelos & Carin 2020, *Use HiResCAM instead of Grad-CAM for
+  faithful explanations of convolutional neural networks*): the element-wise
+  product of gradient and activation, L^c_ij = ReLU(sum_k dy^c/dA^k_ij A^k_ij);
+  for a model that ends in global average pooling and a dense layer, the
+  cells before the ReLU add up to the logit minus its bias: each cell's map
+  value is its share of the logit.
 * **Score-CAM** (Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu 2020,
   *Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural
   Networks*): no gradients. Each map A^k, upsampled and scaled to 0..1,
@@ -86,9 +97,10 @@ __all__ = [
     "cam_layer",
 ]
 
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam", "faster-scorecam")
+CAM_METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "scorecam", "faster-scorecam")
 FASTER_SCORECAM_CHANNELS = 32
 _SCORECAM_METHODS = ("scorecam", "faster-scorecam")
+_CELL_METHODS = ("layercam", "hirescam")  # a weight per cell, not per channel
 _MASK_EPSILON = 1e-7  # keras.backend.epsilon(), as tf-keras-vis scales its masks
 
 
@@ -107,6 +119,10 @@ def gradcam(model, images, class_index=None, *, layer=None, method: str = "gradc
     * ``"gradcam"``: alpha_k^c = mean_ij dy^c/dA^k_ij (Selvaraju et al. 2017);
     * ``"gradcam++"``: Chattopadhay et al. 2018, as tf-keras-vis
       ``GradcamPlusPlus`` computes it (its values scale with exp(y^c));
+    * ``"layercam"``: ReLU(sum_k ReLU(dy^c/dA^k_ij) A^k_ij), a weight per
+      cell (Jiang et al. 2021; tf-keras-vis ``Layercam``);
+    * ``"hirescam"``: ReLU(sum_k dy^c/dA^k_ij A^k_ij), gradient times
+      activation per cell (Draelos & Carin 2020);
     * ``"scorecam"``: alpha_k^c = softmax score of the image masked by map k
       (Wang et al. 2020), one forward pass per channel, ``batch_size`` masks
       at a time (streamed here; tf-keras-vis' ``Scorecam`` holds all masks);
@@ -319,8 +335,12 @@ def _gradient_cams(engine, batch, classes, method, batch_size, progress):
     for start, stop in batches(len(batch), batch_size, progress=progress, description=method):
         activations, gradients, scores = (np.asarray(t, dtype=np.float64) for t in engine.gradients(
             tf.constant(batch[start:stop]), tf.constant(classes[start:stop], tf.int32)))
-        weights = channel_weights(activations, gradients, scores, method)
-        cams[start:stop] = np.maximum(np.einsum("nijk,nk->nij", activations, weights), 0.0)
+        if method in _CELL_METHODS:
+            weights = np.maximum(gradients, 0.0) if method == "layercam" else gradients
+            cams[start:stop] = np.maximum((activations * weights).sum(axis=-1), 0.0)
+        else:
+            weights = channel_weights(activations, gradients, scores, method)
+            cams[start:stop] = np.maximum(np.einsum("nijk,nk->nij", activations, weights), 0.0)
     return cams
 
 

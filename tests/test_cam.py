@@ -25,11 +25,15 @@ def tf_keras_vis_cam(model, batch, classes, *, layer, method="gradcam", max_n=No
     """The raw low-resolution map straight from tf-keras-vis (no upsampling, no normalising)."""
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.layercam import Layercam
     from tf_keras_vis.scorecam import Scorecam
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    explainer = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam}[method]
+    explainer = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam,
+                 "layercam": Layercam, "hirescam": Layercam}[method]
     options = {"max_N": max_n} if method == "scorecam" else {}
+    if method == "hirescam":  # LayerCAM without its ReLU on the gradient is HiResCAM
+        options = {"gradient_modifier": None}
     keras.config.disable_interactive_logging()  # Scorecam's model.predict prints a bar
     try:
         with warnings.catch_warnings():
@@ -119,7 +123,7 @@ def test_gradcam_and_gradcam_plus_plus_equal_tf_keras_vis_on_lite0(lite0, cat_an
     assert_close(plus, h.upsample_map(plus_reference, (224, 224)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "hirescam"])
 @pytest.mark.parametrize("layer", ["conv1_activation", "conv2_activation"])
 def test_compiled_cams_equal_tf_keras_vis_at_inner_layers(tiny_cnn, method, layer):
     """Where the gradient varies over the map, so Grad-CAM++'s per-cell weights matter."""
@@ -306,3 +310,16 @@ def test_clear_errors(tiny_cnn, tiny_image):
         h.gradcam("efficientnet_lite0", tiny_image)
     with pytest.raises(ValueError, match="not a spatial feature map"):
         h.gradcam_parts(tiny_cnn, tiny_image, 1, layer="predictions")
+
+
+def test_hirescam_is_each_cells_contribution_to_the_logit(tiny_cnn, tiny_image):
+    """Before global average pooling and a dense layer, sum_k g_k A_k of a cell is that cell's
+    share of the logit (minus the bias): the cells of HiResCAM's map before the ReLU add up to it."""
+    parts = h.gradcam_parts(tiny_cnn, tiny_image, 5, layer="conv2_activation")
+    contributions = (parts.gradients * parts.activations).sum(axis=-1)
+    bias = tiny_cnn.get_layer("predictions").get_weights()[1][5]
+    np.testing.assert_allclose(contributions.sum(), parts.score - bias, rtol=1e-4, atol=1e-5)
+    low = h.gradcam(tiny_cnn, tiny_image, 5, layer="conv2_activation", method="hirescam",
+                    progress=False)
+    expected = h.upsample_map(np.maximum(contributions, 0), (32, 32))
+    np.testing.assert_allclose(low, expected, rtol=1e-4, atol=1e-6)

@@ -92,6 +92,8 @@ EXPLAINERS = {
                                                  progress=False).maps,
     "gradcam": lambda m, x, c: h.gradcam(m, x, c, progress=False),
     "gradcam++": lambda m, x, c: h.gradcam(m, x, c, method="gradcam++", progress=False),
+    "layercam": lambda m, x, c: h.gradcam(m, x, c, method="layercam", progress=False),
+    "hirescam": lambda m, x, c: h.gradcam(m, x, c, method="hirescam", progress=False),
     "scorecam": lambda m, x, c: h.gradcam(m, x, c, method="scorecam", batch_size=4,
                                           progress=False),
     "faster-scorecam": lambda m, x, c: h.gradcam(m, x, c, method="faster-scorecam",
