@@ -325,21 +325,19 @@ def _dissection_ranks(height: int, width: int, leaf: int = 64) -> np.ndarray:
     return rank.ravel()
 
 
-def _linear_imputation(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """The noise-free imputation: float64 (H, W, C), removed pixels solved for."""
+def imputation_system(image: np.ndarray, removed: np.ndarray):
+    """The sparse system of :func:`noisy_linear_imputation`: (matrix, right-hand sides, unknowns).
+
+    ``matrix`` (n, n) CSC, ``right-hand sides`` (n, C), ``unknowns`` the flat
+    indices of the n removed pixels in nested-dissection order. At least one
+    pixel must be kept (otherwise the system is singular).
+    """
     from scipy.sparse import csc_matrix
-    from scipy.sparse.linalg import splu
 
     height, width, channels = image.shape
     flat = image.reshape(-1, channels).astype(np.float64)
     removed_flat = removed.ravel()
-    result = flat.copy()
     unknown = np.flatnonzero(removed_flat)
-    if unknown.size == 0:
-        return result.reshape(image.shape)
-    if unknown.size == removed_flat.size:
-        result[:] = _EMPTY_IMAGE_LEVEL
-        return result.reshape(image.shape)
     # Unknowns numbered in nested-dissection order, so the factors stay sparse.
     unknown = unknown[np.argsort(_dissection_ranks(height, width)[unknown], kind="stable")]
     count = unknown.size
@@ -360,12 +358,26 @@ def _linear_imputation(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
         entries_j.append(number[neighbour[also_removed]])
         entries_v.append(np.full(int(also_removed.sum()), -weight))
         np.add.at(right_hand, equation[~also_removed], weight * flat[neighbour[~also_removed]])
-    system = csc_matrix((np.concatenate([diagonal] + entries_v),
+    matrix = csc_matrix((np.concatenate([diagonal] + entries_v),
                          (np.concatenate(entries_i), np.concatenate(entries_j))),
                         shape=(count, count))
+    return matrix, right_hand, unknown
+
+
+def _linear_imputation(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """The noise-free imputation: float64 (H, W, C), removed pixels solved for."""
+    from scipy.sparse.linalg import splu
+
+    result = image.reshape(-1, image.shape[-1]).astype(np.float64)
+    if not removed.any():
+        return result.reshape(image.shape)
+    if removed.all():
+        result[:] = _EMPTY_IMAGE_LEVEL
+        return result.reshape(image.shape)
+    matrix, right_hand, unknown = imputation_system(image, removed)
     # Symmetric and diagonally dominant (an M-matrix): LU without pivoting is stable,
     # and keeping the symmetric order keeps the nested dissection.
-    factors = splu(system, permc_spec="NATURAL", diag_pivot_thresh=0.0,
+    factors = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0,
                    options={"SymmetricMode": True})
     result[unknown] = factors.solve(right_hand)
     return result.reshape(image.shape)
