@@ -31,8 +31,10 @@ and every later layer changes fully.
 
 Windows have a fixed size per layer (the largest any position needs; at the
 border they are shifted inside the map), so ``batch_size`` positions go
-through one compiled function that TensorFlow traces once per patch size.
-It works on functional models whose early layers are Conv2D,
+through one compiled function. The window sizes are inputs of that function,
+not shapes, so TensorFlow traces it once per plan structure (which layer the
+windows stop at), not once per patch size or stride. It works on functional
+models whose early layers are Conv2D,
 DepthwiseConv2D, BatchNormalization, ReLU, Activation, Add or a pixel
 rescaling, such as the EfficientNet-Lite models of :func:`helpers.load_model`;
 other models get a clear error (use :func:`helpers.occlusion_scores`).
@@ -114,12 +116,11 @@ def incremental_patch_scores(model, image, masks: PatchMasks, positions=None, *,
         raise ValueError(f"image: incremental_patch_scores needs one prepared image of shape "
                          f"{spec.input_shape} for this model; got {image.shape} "
                          "(h.prepare(photo, model)[0] makes one)")
-    plan = _plan(model, masks.patch_size, masks.stride)
-    if plan.cut == 0:
-        raise ValueError(
-            f"patch_size {masks.patch_size} changes the whole map of model {model.name!r}'s "
-            "first layer already: there is nothing to save; use h.occlusion_scores")
-    positions = np.arange(masks.count) if positions is None else np.asarray(positions, int)
+    plan = _plan(model, masks.patch_size, masks.stride)  # a huge patch: no windows at all
+    positions = np.arange(masks.count) if positions is None else np.asarray(positions)
+    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer) or \
+            (positions.size and not 0 <= positions.min() <= positions.max() < masks.count):
+        raise ValueError(f"positions must be a list of position indices in 0..{masks.count - 1}")
     hidden = baseline_image(image, baseline)
     clean_pass, forward = _compiled(model, plan, batch_size)
     clean, bases = clean_pass(tf.constant(image[None]))
@@ -198,8 +199,10 @@ def incremental_bound(model, *, patch_size: int = 32, stride: int = 8) -> Increm
     (the window rule of the module docstring; a layer of any other kind
     changes fully once its input changed). ``.speedup`` =
     ``sum MACs / sum MACs x changed``, the most any exact incremental method
-    can gain over full recomputation; ``.engine_speedup`` is the same for
-    what :func:`incremental_occlusion_scores` computes.
+    can save in multiply-adds over full recomputation (in time it can save
+    more on a CPU, where the early, large maps cost more per multiply-add);
+    ``.engine_speedup`` is the same ratio for what
+    :func:`incremental_occlusion_scores` computes.
     """
     plan = _plan(model, patch_size, stride, check=False)
     layers = []

@@ -237,9 +237,11 @@ def test_other_architectures_get_a_clear_error(tiny_cnn, tiny_image):
         h.incremental_occlusion_scores(nested, tiny_image, patch_size=8, progress=False)
 
 
-def test_a_patch_that_changes_everything_at_once(mbconv_net, photo):
-    with pytest.raises(ValueError, match="patch_size 28 .*nothing to save"):
-        h.incremental_occlusion_scores(mbconv_net, photo, patch_size=28, progress=False)
+def test_a_patch_that_changes_every_map_is_full_recomputation(mbconv_net, photo):
+    assert _plan(mbconv_net, 28, 8).cut == 0  # the stem's window already covers its map
+    kwargs = dict(patch_size=28, stride=8, score="logit", progress=False)
+    assert_same_occlusion(h.incremental_occlusion_scores(mbconv_net, photo, **kwargs),
+                          h.occlusion_scores(mbconv_net, photo, **kwargs), 5)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -271,3 +273,5 @@ def test_some_positions_only(mbconv_net, photo):
                                              batch_size=4, progress=False)
     np.testing.assert_allclose(clean, full.clean, atol=1e-6)
     np.testing.assert_allclose(scores, full.scores[positions], atol=1e-6)
+    with pytest.raises(ValueError, match="positions must be .* in 0..224"):
+        incremental_patch_scores(mbconv_net, photo, full.masks, [3, 225], progress=False)
