@@ -99,7 +99,7 @@ def measure_widgets(*, fast: bool, repeats: int, timeout: float, screenshots: Pa
         lab.shutdown_kernels()
 
         occlusion = open_lesson("03_occlusion.ipynb")
-        explore = occlusion.cell("widgets.interactive_output(explore")
+        explore = occlusion.cell("control.observe(on_change")
         rows.append(("03_occlusion.ipynb", "patch size (slider; computed)", timed_changes(
             occlusion, explore, lambda i: occlusion.nudge(explore, "patch"), repeats, timeout)))
         rows.append(("03_occlusion.ipynb", "class (drop-down; cached scores)", timed_changes(

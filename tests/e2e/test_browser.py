@@ -168,7 +168,7 @@ def test_getting_started_widgets_redraw(open_notebook):
 def test_occlusion_patch_size_redraws(open_notebook):
     notebook = open_notebook("03_occlusion.ipynb")
     run_all_without_errors(notebook)
-    explore = notebook.cell("widgets.interactive_output(explore")
+    explore = notebook.cell("control.observe(on_change")
     notebook.shot("interactive", explore)
     assert_redraws(notebook, explore, lambda: notebook.nudge(explore, "patch"), "patch-size")
 
