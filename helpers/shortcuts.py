@@ -321,9 +321,11 @@ def train_digit_cnn(images, labels, *, epochs: int = 15, batch_size: int = 32,
     """A :func:`digit_cnn` trained on ``images`` and ``labels``, seeded (weights and shuffling).
 
     Adam (Kingma & Ba 2015) on the softmax cross-entropy of the logits. The
-    same seed on the same machine gives the same weights; other CPUs differ
-    in the last bits, which training amplifies a little, so report rounded
-    accuracies. About 10-20 s on two CPU cores for the 1257 training digits.
+    seed is set globally (``keras.utils.set_random_seed``: Python, numpy and
+    TensorFlow), so the same seed on the same machine gives the same weights;
+    other CPUs differ in the last bits, which training amplifies a little, so
+    report rounded accuracies. About 10-20 s on two CPU cores for the 1257
+    training digits.
     """
     import keras
 
