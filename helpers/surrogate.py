@@ -203,7 +203,7 @@ class SuperpixelExplanation:
 
     def table(self) -> str:
         """Superpixels, samples and the completeness check, one line per image."""
-        lines = [f"KernelSHAP on superpixels",
+        lines = ["KernelSHAP on superpixels",
                  f"{'image':>5} {'class':<20} {'M':>4} {'samples':>7} {'S(x)':>8} {'S(b)':>8} "
                  f"{'sum phi':>8} {'gap':>8}"]
         values = [self.values] if self.single else self.values

@@ -320,6 +320,19 @@ def test_deconvnet_leaves_the_model_unchanged_and_shares_its_weights(tiny_image)
     assert {id(v) for v in copy.weights} == shared  # no weights copied
 
 
+def test_the_cached_deconvnet_copy_does_not_keep_the_model_alive(tiny_image):
+    import gc
+    import weakref
+
+    model = build_tiny_cnn(seed=9, name="let_go")
+    h.saliency(model, tiny_image, 1, method="deconvnet", progress=False)
+    h.vargrad(model, tiny_image, 1, method="deconvnet", samples=2, progress=False)
+    reference = weakref.ref(model)
+    del model
+    gc.collect()
+    assert reference() is None
+
+
 def test_deconvnet_reaches_relus_inside_nested_models(tiny_cnn, tiny_image):
     outer = keras.Sequential([keras.Input((32, 32, 3)), tiny_cnn], name="wrapped_deconvnet")
     np.testing.assert_allclose(
