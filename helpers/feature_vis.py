@@ -73,14 +73,16 @@ __all__ = [
     "visualize_class",
     "visualize_channel",
     "dataset_examples",
+    "strongest_channels",
+    "class_rank",
     "radial_power",
     "Transforms",
     "default_visualization_steps",
     "COLOUR_CORRELATION_SQRT",
 ]
 
-FULL_STEPS = 256
-FAST_STEPS = 48
+FULL_STEPS = 128
+FAST_STEPS = 32
 PARAMETERIZATIONS = ("fourier", "pixel")
 
 # The square root of ImageNet's RGB colour covariance (pixels in 0..1), from its
@@ -282,13 +284,17 @@ class Transforms:
     from ``scale`` = (low, high), a rotation of up to ± ``rotation``
     degrees. They are combined into one affine map and applied as one
     bilinear resampling, so the view has the image's shape and is blurred
-    at most once. ``Transforms.none()`` is the identity. The defaults follow
-    the spirit of Lucid's standard transforms (pad 12, jitter 8, scale
-    0.9..1.1, rotation ±10°).
+    at most once. ``Transforms.none()`` is the identity.
+
+    The defaults are stronger than Lucid's standard transforms (pad 12,
+    jitter 8 then 4, scale 0.9..1.1, rotation ±10°): on EfficientNet-Lite0
+    the class images made with Lucid-like ranges were recognised less often
+    by EfficientNet-Lite2 (``benchmarks/feature_vis_benchmark.py`` measures
+    both).
     """
 
-    def __init__(self, *, pad: int = 12, jitter: int = 8, scale=(0.9, 1.1),
-                 rotation: float = 10.0):
+    def __init__(self, *, pad: int = 12, jitter: int = 16, scale=(0.8, 1.2),
+                 rotation: float = 15.0):
         self.pad = _non_negative_int(pad, "pad")
         self.jitter = _non_negative_int(jitter, "jitter")
         self.scale = _zoom_range(scale)
@@ -554,7 +560,7 @@ def _compiled_pixels(model, parameterization):
 # --------------------------------------------------------------------------
 
 def visualize_class(model: keras.Model, class_index, *, parameterization: str = "fourier",
-                    steps: int | None = None, seed=0, learning_rate: float = 0.05,
+                    steps: int | None = None, seed=0, learning_rate: float = 0.1,
                     transforms="standard", decorrelate: bool | None = None,
                     decay_power: float = 1.0, start=None, batch_size: int = 8,
                     negative: bool = False, progress: bool = True,
@@ -566,7 +572,7 @@ def visualize_class(model: keras.Model, class_index, *, parameterization: str = 
     ``parameterization``: "fourier" (decorrelated colours unless
     ``decorrelate=False``; ``decay_power`` d of ``1/|f|^d``) or "pixel"
     (plain RGB unless ``decorrelate=True``). ``steps``: Adam steps (default
-    :func:`default_visualization_steps`: 256, 48 in fast mode) of size
+    :func:`default_visualization_steps`: 128, 32 in fast mode) of size
     ``learning_rate``. ``transforms``: "standard" (:class:`Transforms`
     defaults), a :class:`Transforms`, or None. ``seed``: one for all images
     or one per image (the start and every step's transformation).
@@ -592,7 +598,7 @@ def visualize_class(model: keras.Model, class_index, *, parameterization: str = 
 
 def visualize_channel(model: keras.Model, layer, channel, *, pre_activation: bool = True,
                       parameterization: str = "fourier", steps: int | None = None, seed=0,
-                      learning_rate: float = 0.05, transforms="standard",
+                      learning_rate: float = 0.1, transforms="standard",
                       decorrelate: bool | None = None, decay_power: float = 1.0, start=None,
                       batch_size: int = 8, negative: bool = False, progress: bool = True,
                       callbacks=None) -> np.ndarray:
@@ -672,9 +678,12 @@ def _layer_maps(model, layers, views, batch_size=16):
     """Every layer's maps for the views, from one compiled multi-output forward pass."""
     from .models import feature_model
 
+    shape = (None,) + model_spec(model).input_shape
+
     def build():
         cut = feature_model(model, list(layers), include_output=False)
-        return tf.function(lambda batch: cut(batch, training=False), autograph=False)
+        return tf.function(lambda batch: cut(batch, training=False), autograph=False,
+                           input_signature=[tf.TensorSpec(shape, tf.float32)])
 
     forward = cached(model, ("dataset_examples", tuple(layers)), build)
     outputs = [forward(tf.constant(views[i:i + batch_size]))
@@ -685,7 +694,8 @@ def _layer_maps(model, layers, views, batch_size=16):
 
 
 def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: int = 4,
-                     crop_size: int | None = None, pre_activation: bool = True):
+                     crop_size: int | None = None, pre_activation: bool = True,
+                     negative: bool = False):
     """Where a channel fires most on real photos: Olah et al.'s (2017) "dataset examples".
 
     ``images``: photos (default: every bundled sample, ``h.sample_names()``),
@@ -697,11 +707,14 @@ def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: 
     crop each. ``channel``: an index (one :class:`DatasetExamples`) or a
     list (a list of them); ``layer``: a name, or a list of one name per
     channel. The photos run through the network once for all of them.
+    ``negative=True`` finds the crops where the channel is lowest instead
+    (the counterpart of ``visualize_channel(..., negative=True)``).
     """
     from .maximization import _channels, maximization_target
 
     count = positive_int(count, "count")
     pre_activation = check_bool(pre_activation, "pre_activation")
+    sign = -1.0 if check_bool(negative, "negative") else 1.0
     channels, single = _as_list(channel)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer] * len(channels)
     if len(layers) != len(channels):
@@ -721,7 +734,7 @@ def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: 
         stride = height / layer_maps.shape[1]
         size = crop_size if crop_size is not None else int(np.clip(4 * stride, 32, height))
         size = min(positive_int(size, "crop_size"), height, width)
-        values = layer_maps[..., c].reshape(len(views), -1)
+        values = sign * layer_maps[..., c].reshape(len(views), -1)
         best_position, best_value = values.argmax(axis=1), values.max(axis=1)
         chosen = []
         for view in np.argsort(-best_value, kind="stable"):
@@ -735,9 +748,56 @@ def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: 
             top = int(np.clip((row + 0.5) * stride - size / 2, 0, height - size))
             left = int(np.clip((column + 0.5) * stride - size / 2, 0, width - size))
             crops.append(views[view, top:top + size, left:left + size])
-        results.append(DatasetExamples(target, int(c), np.stack(crops), best_value[chosen],
+        results.append(DatasetExamples(target, int(c), np.stack(crops),
+                                       sign * best_value[chosen],
                                        [sources[view] for view in chosen]))
     return results[0] if single else results
+
+
+def strongest_channels(model: keras.Model, layer, count: int = 4, *, images=None,
+                       pre_activation: bool = True):
+    """The ``count`` channels of a layer that the photos excite most, compared with grey.
+
+    A channel's strength is its largest value over the views of the photos
+    (as in :func:`dataset_examples`) minus its value on a plain grey image,
+    so a channel that is on everywhere, even on grey, does not win.
+    ``layer``: a name (an int array back) or a list of names (a dict of
+    them; the photos run through the network once).
+    """
+    from .maximization import maximization_target
+
+    count = positive_int(count, "count")
+    pre_activation = check_bool(pre_activation, "pre_activation")
+    names = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    targets = [maximization_target(model, name, pre_activation=pre_activation)
+               for name in names]
+    views, _ = _photo_views(model, _sample_names() if images is None else list(images))
+    grey = np.full((1,) + views.shape[1:], 127.5, np.float32)
+    maps = _layer_maps(model, tuple(dict.fromkeys(targets)), np.concatenate([views, grey]))
+    chosen = {}
+    for name, target in zip(names, targets):
+        layer_maps = maps[target]
+        strength = layer_maps[:-1].max(axis=(0, 1, 2)) - layer_maps[-1].mean(axis=(0, 1))
+        chosen[name] = np.argsort(-strength, kind="stable")[:count]
+    return chosen if isinstance(layer, (list, tuple)) else chosen[names[0]]
+
+
+def class_rank(model: keras.Model, images, class_index) -> np.ndarray | int:
+    """The rank (1 = top) of ``class_index`` among ``model``'s logits, per image.
+
+    The images are made the model's size the way a photo is (rounded to
+    8-bit pixels and resized, ``h.as_batch``), so an image optimised on one
+    model can be judged by another with another input size: lesson 02's
+    honest measure of whether an image shows a class or only fools the
+    model it was optimised on.
+    """
+    from .pipeline import explanation_call, predict_logits
+
+    call = explanation_call(model, images, class_index)
+    logits = predict_logits(model, call.batch)
+    own = logits[np.arange(len(call.batch)), call.classes]
+    ranks = 1 + (logits > own[:, None]).sum(axis=1)
+    return int(ranks[0]) if call.single else ranks
 
 
 def _sample_names():

@@ -34,6 +34,12 @@ tf-keras-vis applies the input modifiers to the image itself, so their
 effects add up over the steps: jitter (a lossless shift) is on by default;
 rotation and scaling resample the image every step, which blurs it, and are
 off unless asked for.
+
+This is the pixel-space method lesson 02 used before it adopted Olah et
+al.'s full recipe (:mod:`helpers.feature_vis`: a decorrelated Fourier
+parameterisation, transformations of the copy the network sees, Adam); it
+stays as the method that recipe is compared with
+(``benchmarks/feature_vis_benchmark.py``).
 """
 
 from __future__ import annotations

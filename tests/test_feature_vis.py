@@ -323,7 +323,8 @@ def test_seeds_repeat_and_differ(tiny_cnn):
 def test_snapshots_record_the_climb():
     model, _ = build_template_model()
     snapshots = h.Snapshots(at=(1, 30))
-    images = fv.visualize_class(model, [0, 1], steps=30, callbacks=[snapshots], **QUIET)
+    images = fv.visualize_class(model, [0, 1], steps=30, transforms=None, callbacks=[snapshots],
+                                **QUIET)
     assert snapshots.scores.shape == (30, 2) and sorted(snapshots.images) == [1, 30]
     np.testing.assert_allclose(snapshots.images[30], images, atol=1e-4)
     assert np.all(snapshots.scores[-5:].mean(axis=0) > snapshots.scores[:5].mean(axis=0) + 1)
