@@ -206,7 +206,7 @@ def test_padding_shrinks_the_view_about_the_centre():
     np.testing.assert_allclose(padded[0, 5:15, 5:15], 200.0, atol=1e-3)
 
 
-def test_rotation_and_zoom_match_scipy():
+def test_rotation_and_zoom_match_scipy_and_tf_keras_vis():
     # scipy.ndimage (the resampler tf-keras-vis' Rotate2D and Scale call) as the reference.
     image = _smooth_image(32, 32)[None]
     none = fv.Transforms.none()
@@ -215,6 +215,17 @@ def test_rotation_and_zoom_match_scipy():
                                      mode="constant", cval=127.5)
     inner = (slice(8, 24), slice(8, 24))
     np.testing.assert_allclose(rotated[0][inner], reference[inner], atol=0.05)
+    # tf-keras-vis' own Rotate2D (reflecting at the border) agrees inside the image.
+    from tf_keras_vis.activation_maximization.input_modifiers import Rotate2D
+
+    class Fixed:
+        def uniform(self, low, high):
+            return 20.0
+
+    modifier = Rotate2D(degree=20.0)
+    modifier.random_generator = Fixed()
+    np.testing.assert_allclose(rotated[0][inner], np.asarray(modifier(image))[0][inner],
+                               atol=0.05)
     np.testing.assert_allclose(_apply(none, image, np.array([[0.0, 0.0, 1.0, 90.0]]))[0],
                                np.rot90(image[0], k=1), atol=1e-2)
     zoomed = _apply(none, image, np.array([[0.0, 0.0, 2.0, 0.0]]))
