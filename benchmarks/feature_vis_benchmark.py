@@ -29,6 +29,7 @@ Methods (``--methods``):
   of 0.1 (lesson 02's setting).
 * ``fourier-256``: the same with 256 steps of 0.05.
 * ``fourier-fast``: the same with 32 steps (lesson 02 in fast mode).
+* ``fourier-lucid-256``: Lucid-like transformations with 256 steps of 0.05.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ METHODS = {  # key: (description, steps, run)
     "fourier-256": ("h.visualize_class, Fourier, 256 steps of 0.05", 256,
                     _visualize(learning_rate=0.05)),
     "fourier-fast": ("h.visualize_class, Fourier, fast mode", 32, _visualize()),
+    "fourier-lucid-256": ("h.visualize_class, Fourier, Lucid-like transformations, 256 steps "
+                          "of 0.05", 256, _visualize(learning_rate=0.05,
+                                                     transforms=h.Transforms(**LUCID_LIKE))),
 }
 
 
