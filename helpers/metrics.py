@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .environment import choose, tf
+from .environment import choose, panel_layout, tf
 from .labels import class_name
 from .masks import baseline_image
 from .models import probabilities
@@ -1206,6 +1206,8 @@ def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9,
             raise TypeError(f"checks[{name!r}] must be the SanityCheck of one image")
     first = next(iter(checks.values()))
     stage_count = len(first.stages)
+    # Presentation mode: fewer stages per row, so each map stays large on a projector.
+    _, max_columns, size = panel_layout(max_columns, max_columns, size)
     columns = np.unique(np.round(np.linspace(0, stage_count, min(max_columns, stage_count + 1)))
                         .astype(int))
     rows = len(checks)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .environment import panel_layout
+
 __all__ = ["show", "show_grid"]
 
 
@@ -104,8 +106,8 @@ def show_grid(images=None, heatmaps=None, *, titles=None, ncols: int = 4,
         raise ValueError("show_grid needs at least one panel")
     if images is not None and not isinstance(images, (list, tuple)):
         images = [images] * count
-    ncols = min(ncols, count)
-    nrows = int(np.ceil(count / ncols))
+    # Presentation mode wraps long rows and narrows panels to fit a projected screen.
+    nrows, ncols, size = panel_layout(count, ncols, size, aspect=1.15)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 1.15, size * nrows),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):

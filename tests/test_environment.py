@@ -41,3 +41,75 @@ def test_quiet_stderr_silences_the_file_descriptor(capfd):
         os.write(2, b"noise from C++\n")
     os.write(2, b"visible\n")
     assert capfd.readouterr().err == "visible\n"
+
+
+def test_presentation_mode_sets_and_restores_rcparams(monkeypatch):
+    import matplotlib as mpl
+
+    from helpers.environment import PRESENTATION_ENV, PRESENTATION_RC
+
+    monkeypatch.delenv(PRESENTATION_ENV, raising=False)
+    h.setup()
+    before = {key: mpl.rcParams[key] for key in PRESENTATION_RC}
+    info = h.setup(presentation=True)
+    assert info["presentation"] and h.presentation_mode()
+    assert mpl.rcParams["font.size"] == PRESENTATION_RC["font.size"] > before["font.size"]
+    assert mpl.rcParams["lines.linewidth"] > before["lines.linewidth"]
+    h.setup(presentation=True)  # twice on: the settings to restore are still the originals
+    h.setup()  # the variable is unset: off again
+    assert not h.presentation_mode()
+    assert {key: mpl.rcParams[key] for key in PRESENTATION_RC} == before
+
+
+def test_presentation_mode_follows_the_variable(monkeypatch, capsys):
+    from helpers.environment import PRESENTATION_ENV
+
+    monkeypatch.setenv(PRESENTATION_ENV, "1")
+    try:
+        assert h.setup()["presentation"] and "presentation mode" in capsys.readouterr().out
+        assert not h.setup(presentation=False)["presentation"]  # the argument wins
+        monkeypatch.setenv(PRESENTATION_ENV, "loud")
+        with pytest.raises(ValueError, match="UNMASKING_CNNS_PRESENTATION='loud'"):
+            h.setup()
+    finally:
+        h.setup(presentation=False)
+    with pytest.raises(TypeError, match="presentation must be True, False or None"):
+        h.setup(presentation="yes")
+
+
+def test_panel_layout_wraps_long_rows_only_in_presentation_mode():
+    from helpers.environment import PRESENTATION_COLUMNS, PRESENTATION_WIDTH
+
+    assert h.panel_layout(29, 29, 2.0) == (1, 29, 2.0)
+    assert h.panel_layout(3, 8, 2.0) == (1, 3, 2.0)
+    try:
+        h.setup(presentation=True)
+        rows, columns, size = h.panel_layout(29, 29, 2.0)
+        assert columns == PRESENTATION_COLUMNS == 4 and rows == 8 and rows * columns >= 29
+        assert columns * size <= PRESENTATION_WIDTH
+        rows, columns, size = h.panel_layout(3, 8, 5.0, aspect=1.15)
+        assert (rows, columns) == (1, 3) and columns * size * 1.15 <= PRESENTATION_WIDTH + 1e-9
+    finally:
+        h.setup(presentation=False)
+    with pytest.raises(ValueError, match="ncols must be a positive integer"):
+        h.panel_layout(3, 0, 2.0)
+
+
+def test_show_grid_of_29_panels_wraps_on_a_projector():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    maps = [np.random.rand(8, 8).astype(np.float32) for _ in range(29)]
+    try:
+        h.setup(presentation=True)
+        fig = h.show_grid(heatmaps=maps, ncols=29, colorbar=False)
+        shown = [ax for ax in fig.axes if ax.images]
+        rows = {round(ax.get_position().y0, 3) for ax in shown}
+        width = fig.get_size_inches()[0]
+        plt.close(fig)
+    finally:
+        h.setup(presentation=False)
+    assert len(shown) == 29 and len(rows) == 8 and width <= 12.0 + 1e-6
+    fig = h.show_grid(heatmaps=maps, ncols=29, colorbar=False)
+    assert len({round(ax.get_position().y0, 3) for ax in fig.axes if ax.images}) == 1
+    plt.close(fig)
