@@ -25,14 +25,28 @@ The JSON format (version 1), one file per annotator, image and class::
 Cell (row r, column c) covers rows r*H/N .. (r+1)*H/N and columns
 c*W/N .. (c+1)*W/N of the square crop, whatever its size H x W.
 
-Written by hand: no library provides such an annotation widget.
+A class's answers: :func:`collect_annotations` (or the command
+``python -m helpers.attention merge <folders, zip files or .json files> --out
+<folder>``) gathers every student's files, validates them (an error names
+each bad file), drops duplicates and keeps each student's latest answer;
+:func:`class_agreement` measures how much students agree (mean pairwise IoU
+of their cells and Fleiss' kappa over the grid cells), and
+:func:`compare_with_class` scores the models' maps against the class's map
+(``python -m helpers.attention agreement <folder>`` prints the agreement).
+
+Written by hand: no library provides such an annotation widget, and the two
+agreement statistics are a few lines each (formulas in their docstrings).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
+import sys
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +61,17 @@ __all__ = [
     "attention_map",
     "human_attention_map",
     "attention_grid",
+    "collect_annotations",
+    "pairwise_iou",
+    "fleiss_kappa",
+    "class_agreement",
+    "compare_with_class",
 ]
+
+# ``python -m helpers.attention`` runs this module after the package imported it; the
+# module is the same code either way, so runpy's warning about it says nothing useful.
+warnings.filterwarnings("ignore", message=r"'helpers\.attention' found in sys\.modules",
+                        category=RuntimeWarning)
 
 ATTENTION_FORMAT = "unmasking-cnns-attention"
 ATTENTION_VERSION = 1
@@ -284,6 +308,337 @@ def human_attention_map(image: str, class_index, *, folder=None, size=224) -> np
 
 
 # --------------------------------------------------------------------------
+# A class's answers: collect, agree, compare
+# --------------------------------------------------------------------------
+
+@dataclass
+class Collection:
+    """What :func:`collect_annotations` found: the kept annotations and what it dropped.
+
+    ``annotations``: one per (image, class, annotator), each student's latest
+    answer; ``sources``: where each kept one came from; ``duplicates``: files
+    identical to a kept answer; ``replaced``: older answers of the same
+    student, image and class; ``invalid``: (file, reason) for each bad file
+    skipped (only with ``skip_invalid=True``); ``written``: files written to
+    ``out``.
+    """
+
+    annotations: list
+    sources: list
+    duplicates: list = field(default_factory=list)
+    replaced: list = field(default_factory=list)
+    invalid: list = field(default_factory=list)
+    written: list = field(default_factory=list)
+
+    def groups(self) -> dict:
+        """{(image, class_name): [annotations]}, sorted by image and class."""
+        grouped = {}
+        for a in sorted(self.annotations, key=lambda a: (a.image, a.class_name, a.annotator)):
+            grouped.setdefault((a.image, a.class_name), []).append(a)
+        return grouped
+
+    def __str__(self) -> str:
+        valid = len(self.annotations) + len(self.duplicates) + len(self.replaced)
+        lines = [f"{len(self.annotations)} answers kept from {valid} "
+                 f"valid files ({len(self.duplicates)} duplicates, {len(self.replaced)} older "
+                 f"answers replaced, {len(self.invalid)} invalid files skipped)"]
+        for (image, name), found in self.groups().items():
+            lines.append(f"  {image} / {name}: {len(found)} student(s)")
+        for source, reason in self.invalid:
+            lines.append(f"  skipped {source}: {reason}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _annotation_files(source: Path):
+    """(label, bytes) for every .json answer in a folder (recursively), a zip file or a file."""
+    if source.is_dir():
+        for path in sorted(source.rglob("*.json")):
+            if not any(part.startswith(".") for part in path.relative_to(source).parts):
+                yield str(path), path.read_bytes()
+    elif source.is_file() and source.suffix.lower() == ".zip":
+        try:
+            archive = zipfile.ZipFile(source)
+        except zipfile.BadZipFile:
+            raise ValueError(f"'{source}' is not a readable zip file") from None
+        with archive:
+            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                name = info.filename
+                if info.is_dir() or not name.lower().endswith(".json") or \
+                        "__MACOSX" in name or Path(name).name.startswith("."):
+                    continue
+                if info.file_size > 1_000_000:  # an answer is a few kB; refuse anything huge
+                    yield f"{source}:{name}", None
+                    continue
+                yield f"{source}:{name}", archive.read(info)
+    elif source.is_file() and source.suffix.lower() == ".json":
+        yield str(source), source.read_bytes()
+    elif source.exists():
+        raise ValueError(f"'{source}' is neither a folder, a .zip nor a .json file")
+    else:
+        raise FileNotFoundError(f"no folder or file '{source}'")
+
+
+def _parse(label: str, content) -> AttentionAnnotation:
+    if content is None:
+        raise ValueError(f"'{label}' is larger than 1 MB: not an attention answer")
+    try:
+        data = json.loads(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"'{label}' is not a UTF-8 text file") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"'{label}' is not valid JSON: {error}") from None
+    return AttentionAnnotation.from_dict(data, source=f"'{label}'")
+
+
+def _timestamp(annotation: AttentionAnnotation) -> datetime:
+    moment = datetime.fromisoformat(annotation.timestamp.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def collect_annotations(sources, *, out=None, skip_invalid: bool = False,
+                        overwrite: bool = False) -> Collection:
+    """Gather a class's answers from folders, zip files and .json files into one set.
+
+    Every ``*.json`` file (folders searched recursively, zip files opened) is
+    validated like :func:`load_annotation`. A bad file raises one ValueError
+    that names every bad file and why, unless ``skip_invalid=True`` (then
+    they are listed in the result's ``invalid``). Identical answers (same
+    image, class, annotator and cells) count once; when one student answered
+    the same image and class twice, the later timestamp wins. With ``out`` (a
+    folder) the kept answers are written there, one file each, named
+    ``<image>__<class>__<annotator>.json``, ready for :func:`load_annotations`.
+    """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    sources = [Path(source) for source in sources]
+    if not sources:
+        raise ValueError("collect_annotations needs at least one folder, zip or .json file")
+    kept: dict = {}
+    duplicates, replaced, invalid = [], [], []
+    for source in sources:
+        for label, content in _annotation_files(source):
+            try:
+                annotation = _parse(label, content)
+            except ValueError as error:
+                invalid.append((label, str(error).replace(f"'{label}'", "").strip(": ") or
+                                str(error)))
+                continue
+            key = (annotation.image, annotation.class_index, annotation.annotator)
+            if key not in kept:
+                kept[key] = (annotation, label)
+                continue
+            previous, previous_label = kept[key]
+            if previous.cells == annotation.cells and previous.grid_size == annotation.grid_size:
+                duplicates.append(label)
+            elif _timestamp(annotation) > _timestamp(previous):
+                replaced.append(previous_label)
+                kept[key] = (annotation, label)
+            else:
+                replaced.append(label)
+    if invalid and not skip_invalid:
+        listed = "\n".join(f"  {label}: {reason}" for label, reason in invalid)
+        raise ValueError(f"{len(invalid)} file(s) are not valid attention answers "
+                         f"(fix or remove them, or pass skip_invalid=True):\n{listed}")
+    if not kept:
+        raise ValueError("no attention answers (*.json) found in "
+                         + ", ".join(f"'{source}'" for source in sources))
+    order = sorted(kept.values(), key=lambda item: item[0].file_name())
+    collection = Collection([a for a, _ in order], [label for _, label in order], duplicates,
+                            replaced, invalid)
+    if out is not None:
+        folder = Path(out)
+        names = [a.file_name() for a in collection.annotations]
+        clashes = {name for name in names if names.count(name) > 1}
+        if clashes:  # ids that differ only in characters a file name cannot hold
+            raise ValueError("annotator ids clash once made into file names: "
+                             + ", ".join(sorted(clashes)))
+        collection.written = [save_annotation(a, folder, overwrite=overwrite)
+                              for a in collection.annotations]
+    return collection
+
+
+def _same_grid(annotations) -> tuple[list, int]:
+    if isinstance(annotations, AttentionAnnotation):
+        annotations = [annotations]
+    annotations = list(annotations)
+    for item in annotations:
+        if not isinstance(item, AttentionAnnotation):
+            raise TypeError(f"expected AttentionAnnotation objects, not {type(item).__name__}")
+    if len(annotations) < 2:
+        raise ValueError(f"agreement needs at least 2 students' answers, got {len(annotations)}")
+    kinds = {(a.image, a.class_index) for a in annotations}
+    if len(kinds) > 1:
+        raise ValueError("the answers mix images or classes; measure one image and class at a "
+                         "time (Collection.groups() splits them)")
+    sizes = {a.grid_size for a in annotations}
+    if len(sizes) > 1:
+        raise ValueError(f"the answers use different grid sizes {sorted(sizes)}; agreement is "
+                         "measured cell by cell on one grid")
+    return annotations, sizes.pop()
+
+
+def pairwise_iou(annotations) -> np.ndarray:
+    """IoU of the marked cells for every pair of students: |A & B| / |A | B|.
+
+    Returns the n(n-1)/2 values (pairs in order (0,1), (0,2), ..., (1,2), ...);
+    their mean is the class's mean pairwise IoU. Two empty answers agree
+    perfectly (IoU 1).
+    """
+    annotations, _ = _same_grid(annotations)
+    cells = [{tuple(cell) for cell in a.cells} for a in annotations]
+    values = [len(a & b) / len(a | b) if a | b else 1.0
+              for a, b in itertools.combinations(cells, 2)]
+    return np.array(values, dtype=np.float64)
+
+
+def fleiss_kappa(counts) -> float:
+    """Fleiss' kappa (Fleiss 1971, *Measuring nominal scale agreement among many raters*).
+
+    ``counts``: an (items, categories) array, ``counts[i, j]`` = how many of
+    the n raters put item i in category j (every row sums to n). With
+    p_j = sum_i n_ij / (N n), P_i = (sum_j n_ij^2 - n) / (n (n - 1)),
+    P = mean_i P_i and P_e = sum_j p_j^2:
+    kappa = (P - P_e) / (1 - P_e): 1 for perfect agreement, 0 for the
+    agreement chance alone gives, negative below it. NaN when P_e = 1 (every
+    rating in one category: there is nothing to agree on).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] < 1 or counts.shape[1] < 2:
+        raise ValueError(f"counts must be an (items, categories) array with at least two "
+                         f"categories; got shape {counts.shape}")
+    if (counts < 0).any() or not np.allclose(counts, np.round(counts)):
+        raise ValueError("counts must be non-negative whole numbers of raters")
+    raters = counts.sum(axis=1)
+    if not np.all(raters == raters[0]) or raters[0] < 2:
+        raise ValueError("every item needs the same number of raters, at least 2; got "
+                         f"{sorted(set(raters.astype(int).tolist()))}")
+    n = raters[0]
+    shares = counts.sum(axis=0) / counts.sum()
+    per_item = ((counts ** 2).sum(axis=1) - n) / (n * (n - 1))
+    expected = float((shares ** 2).sum())
+    if np.isclose(expected, 1.0):
+        return float("nan")
+    return float((per_item.mean() - expected) / (1 - expected))
+
+
+def cell_counts(annotations) -> np.ndarray:
+    """(grid_size, grid_size) ints: how many students marked each cell (the class's map)."""
+    annotations, grid_size = _same_grid(annotations)
+    counts = np.zeros((grid_size, grid_size), dtype=np.int64)
+    for a in annotations:
+        for row, col in a.cells:
+            counts[row, col] += 1
+    return counts
+
+
+@dataclass
+class Agreement:
+    """How much a class agrees on one image and class (:func:`class_agreement`)."""
+
+    image: str
+    class_name: str
+    students: int
+    mean_iou: float
+    iou_spread: float       # standard deviation over the pairs
+    kappa: float
+    mean_cells: float       # cells a student marks, on average
+    cell_frequency: np.ndarray = field(repr=False)  # (G, G): fraction who marked each cell
+
+    def __str__(self) -> str:
+        return (f"{self.image} / {self.class_name}: {self.students} students, mean pairwise IoU "
+                f"{self.mean_iou:.2f} (sd {self.iou_spread:.2f}), Fleiss' kappa "
+                f"{self.kappa:.2f}, {self.mean_cells:.0f} cells each on average")
+
+
+def class_agreement(annotations) -> Agreement:
+    """Agreement between students on one image and class.
+
+    Mean (and standard deviation) of the pairwise IoU of their cells
+    (:func:`pairwise_iou`), and Fleiss' kappa with every grid cell an item
+    rated "marked" or "not marked" by each student (:func:`fleiss_kappa`).
+    IoU ignores the cells nobody marked; kappa counts them, and corrects for
+    the agreement expected by chance from how many cells students mark.
+    """
+    annotations, grid_size = _same_grid(annotations)
+    counts = cell_counts(annotations).ravel()
+    n = len(annotations)
+    ious = pairwise_iou(annotations)
+    return Agreement(annotations[0].image, annotations[0].class_name, n, float(ious.mean()),
+                     float(ious.std()), fleiss_kappa(np.stack([counts, n - counts], axis=1)),
+                     float(np.mean([len(a.cells) for a in annotations])),
+                     (counts.reshape(grid_size, grid_size) / n).astype(np.float32))
+
+
+def compare_with_class(maps: dict, annotations, *, size=224, k: float | None = None,
+                       human_threshold: float = 0.5):
+    """Score each model map against the class's map (fraction of students per cell).
+
+    ``maps``: {method: (H, W) map}; ``annotations``: the class's answers for
+    one image and class. Uses the plausibility measures of lesson 09
+    (:func:`helpers.metrics.human_agreement`: IoU of the map's top pixels with
+    the cells at least ``human_threshold`` of the students marked, the
+    pointing game, Spearman correlation with the class's map). Returns a
+    :class:`helpers.metrics.ScoreTable`.
+    """
+    from .metrics import ScoreTable, human_agreement
+
+    if not isinstance(maps, dict) or not maps:
+        raise TypeError("maps must be a non-empty dict {method name: (H, W) map}")
+    agreement = class_agreement(annotations)
+    shapes = {np.shape(heat) for heat in maps.values()}
+    if len(shapes) == 1 and len(next(iter(shapes))) == 2:
+        size = next(iter(shapes))
+    human = attention_map(annotations, size)
+    rows = []
+    for name, heat in maps.items():
+        scores = human_agreement(heat, human, k=k, human_threshold=human_threshold)
+        rows.append((name, [scores["iou"], float(scores["pointing"]), scores["spearman"]]))
+    return ScoreTable(["IoU", "pointing", "Spearman"], rows,
+                      {"IoU": "higher", "pointing": "higher", "Spearman": "higher"},
+                      title=f"maps vs the class's map: {agreement}")
+
+
+def _main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.attention",
+        description="Collect a class's attention answers and measure how much students agree.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    merge = commands.add_parser("merge", help="gather answers from folders, zip files and "
+                                "JSON files into one folder (validated, deduplicated)")
+    merge.add_argument("sources", nargs="+", help="folders, .zip or .json files")
+    merge.add_argument("--out", required=True, help="folder to write the kept answers to")
+    merge.add_argument("--skip-invalid", action="store_true",
+                       help="skip bad files (listed) instead of stopping")
+    merge.add_argument("--overwrite", action="store_true",
+                       help="replace files already in --out")
+    agree = commands.add_parser("agreement", help="agreement between students per image and "
+                                "class (mean pairwise IoU, Fleiss' kappa)")
+    agree.add_argument("sources", nargs="+", help="folders, .zip or .json files")
+    agree.add_argument("--skip-invalid", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "merge":
+            collection = collect_annotations(args.sources, out=args.out,
+                                             skip_invalid=args.skip_invalid,
+                                             overwrite=args.overwrite)
+            print(collection)
+            print(f"wrote {len(collection.written)} files to {args.out}")
+        else:
+            collection = collect_annotations(args.sources, skip_invalid=args.skip_invalid)
+            for found in collection.groups().values():
+                print(class_agreement(found) if len(found) > 1 else
+                      f"{found[0].image} / {found[0].class_name}: 1 student, no agreement yet")
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------
 # The widget
 # --------------------------------------------------------------------------
 
@@ -435,3 +790,7 @@ def attention_grid(image, class_index=None, *, grid_size: int = DEFAULT_GRID,
     """The clickable human-attention grid for one photo (see :class:`AttentionGrid`)."""
     return AttentionGrid(image, class_index, grid_size=grid_size, annotator=annotator,
                          folder=folder, display_size=display_size)
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

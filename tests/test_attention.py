@@ -190,3 +190,122 @@ def test_bundled_annotations_load_and_match_their_recipe():
     cat = h.human_attention_map("cat_and_coffee", "Egyptian_cat")
     cup = h.human_attention_map("cat_and_coffee", "espresso")
     assert cat.shape == (224, 224) and not np.any((cat > 0) & (cup > 0))
+
+
+# --------------------------------------------------------------------------
+# A class's answers: collect, agree, compare
+# --------------------------------------------------------------------------
+
+def three_students(grid=2):
+    """A = {(0,0),(0,1)}, B = {(0,0)}, C = {(0,0),(1,1)} on a 2 x 2 grid (values by hand below)."""
+    return [make(cells, annotator=name, grid=grid)
+            for name, cells in [("A", [(0, 0), (0, 1)]), ("B", [(0, 0)]),
+                                ("C", [(0, 0), (1, 1)])]]
+
+
+def test_pairwise_iou_by_hand():
+    # A&B = 1 cell of 2 -> 1/2; A&C = 1 of 3 -> 1/3; B&C = 1 of 2 -> 1/2
+    np.testing.assert_allclose(h.pairwise_iou(three_students()), [1 / 2, 1 / 3, 1 / 2])
+    assert h.class_agreement(three_students()).mean_iou == pytest.approx(4 / 9)
+
+
+def test_fleiss_kappa_by_hand_over_grid_cells():
+    # Cells marked by 3, 1, 0 and 1 of the 3 students: P_i = 1, 1/3, 1, 1/3 -> P = 2/3;
+    # p(marked) = 5/12, P_e = (5/12)^2 + (7/12)^2 = 37/72; kappa = (2/3 - 37/72) / (35/72) = 11/35.
+    agreement = h.class_agreement(three_students())
+    assert agreement.kappa == pytest.approx(11 / 35)
+    assert agreement.students == 3 and agreement.mean_cells == pytest.approx(5 / 3)
+    np.testing.assert_allclose(agreement.cell_frequency, [[1, 1 / 3], [0, 1 / 3]])
+
+
+def test_fleiss_kappa_matches_the_worked_example_of_fleiss_1971():
+    # The 10 subjects x 5 categories, 14 raters example reproduced in the literature
+    # (e.g. Wikipedia's "Fleiss' kappa"): P = 0.378, P_e = 0.213, kappa = 0.210.
+    counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0],
+              [2, 2, 8, 1, 1], [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2],
+              [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    assert h.fleiss_kappa(counts) == pytest.approx(0.210, abs=5e-4)
+
+
+def test_agreement_extremes_and_errors():
+    same = [make([(0, 0)], annotator=name, grid=2) for name in "AB"]
+    assert h.class_agreement(same).mean_iou == 1 and h.class_agreement(same).kappa == 1
+    apart = [make([(0, 0), (0, 1)], annotator="A", grid=2),
+             make([(1, 0), (1, 1)], annotator="B", grid=2)]
+    assert h.class_agreement(apart).mean_iou == 0 and h.class_agreement(apart).kappa == -1
+    with pytest.raises(ValueError, match="at least 2 students"):
+        h.class_agreement(same[:1])
+    with pytest.raises(ValueError, match="different grid sizes"):
+        h.class_agreement([same[0], make([(0, 0)], annotator="C", grid=3)])
+    with pytest.raises(ValueError, match="mix images or classes"):
+        h.class_agreement([same[0], make([(0, 0)], cls="Egyptian_cat", annotator="C", grid=2)])
+    with pytest.raises(ValueError, match="same number of raters"):
+        h.fleiss_kappa([[1, 1], [2, 1]])
+
+
+def test_collect_merges_folders_and_zips_dedupes_and_keeps_the_latest(tmp_path):
+    import zipfile
+
+    first, second = tmp_path / "pc1", tmp_path / "pc2"
+    a, b, c = three_students()
+    save_annotation(a, first / "sub")           # found recursively
+    save_annotation(b, first)
+    save_annotation(a, second)                  # the same answer again: a duplicate
+    old = AttentionAnnotation(**{**c.__dict__, "cells": [[1, 0]],
+                                 "timestamp": "2020-01-01T00:00:00Z"})
+    save_annotation(old, second)
+    with zipfile.ZipFile(tmp_path / "late.zip", "w") as archive:   # C's later answer
+        archive.writestr("answers/c.json", json.dumps(c.to_dict()))
+        archive.writestr("__MACOSX/._c.json", b"\x00\x01")          # resource forks: ignored
+    collection = h.collect_annotations([first, second, tmp_path / "late.zip"],
+                                       out=tmp_path / "merged")
+    assert [x.annotator for x in collection.annotations] == ["A", "B", "C"]
+    assert collection.annotations[2].cells == c.cells
+    assert len(collection.duplicates) == 1 and len(collection.replaced) == 1
+    assert sorted(p.name for p in (tmp_path / "merged").iterdir()) == [
+        "chelsea__tabby__A.json", "chelsea__tabby__B.json", "chelsea__tabby__C.json"]
+    assert h.load_annotations(tmp_path / "merged") == collection.annotations
+    assert "3 answers kept from 5 valid files" in str(collection)
+
+
+def test_collect_names_every_bad_file(tmp_path):
+    save_annotation(make(annotator="A"), tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "outside.json").write_text(json.dumps({**make(annotator="B").to_dict(),
+                                                       "cells": [[9, 9]]}))
+    with pytest.raises(ValueError, match=r"2 file\(s\)[\s\S]*broken.json: is not valid JSON"
+                                         r"[\s\S]*outside.json.*outside the 5x5 grid"):
+        h.collect_annotations(tmp_path)
+    collection = h.collect_annotations(tmp_path, skip_invalid=True)
+    assert len(collection.annotations) == 1 and len(collection.invalid) == 2
+    with pytest.raises(FileNotFoundError, match="no folder or file"):
+        h.collect_annotations(tmp_path / "missing")
+    with pytest.raises(ValueError, match="at least one folder"):
+        h.collect_annotations([])
+
+
+def test_the_command_merges_and_reports_agreement(tmp_path, capsys):
+    from helpers.attention import _main
+
+    for answer in three_students():
+        save_annotation(answer, tmp_path / "class")
+    assert _main(["merge", str(tmp_path / "class"), "--out", str(tmp_path / "out")]) == 0
+    assert "wrote 3 files" in capsys.readouterr().out
+    assert _main(["agreement", str(tmp_path / "out")]) == 0
+    assert "3 students, mean pairwise IoU 0.44" in capsys.readouterr().out
+    assert "kappa 0.31" in str(h.class_agreement(three_students()))
+    (tmp_path / "out" / "bad.json").write_text("[]")
+    assert _main(["agreement", str(tmp_path / "out")]) == 1
+    assert "bad.json" in capsys.readouterr().err
+
+
+def test_compare_with_class_scores_maps_against_the_class_map():
+    answers = [make([(0, 0), (0, 1)], annotator=name, grid=2) for name in "AB"] + \
+              [make([(0, 0)], annotator="C", grid=2)]
+    top_row = np.zeros((64, 64), np.float32)  # large enough for the pointing game's 15 px
+    top_row[:32] = 2 - np.linspace(0, 1, 32 * 64).reshape(32, 64)  # maximum at the top edge
+    bottom = top_row[::-1].copy()
+    table = h.compare_with_class({"top": top_row, "bottom": bottom}, answers)
+    iou = dict(zip(["top", "bottom"], table.column("IoU")))
+    assert iou["top"] == pytest.approx(1.0) and iou["bottom"] == pytest.approx(0.0)
+    assert table.column("pointing").tolist() == [1.0, 0.0]
