@@ -47,7 +47,15 @@ __all__ = [
     "top_channels",
     "show_feature_maps",
     "show_channel",
+    "receptive_field",
+    "dead_filters",
+    "DEAD_FILTER_SHARE",
 ]
+
+# A filter whose weight norm is below this share of the layer's largest is "off":
+# training drove it to (almost) zero, and scaling it to its own range would
+# blow rounding noise up into a pattern that looks like a strong filter.
+DEAD_FILTER_SHARE = 1e-3
 
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 _HEAD_TYPES = (keras.layers.Dense, keras.layers.Flatten, keras.layers.GlobalAveragePooling2D,
@@ -436,8 +444,11 @@ def rgb_filters(model: keras.Model, layer=None, *, scale: str = "filter") -> np.
     ``tile = 0.5 + W / (2 max|W|)``, so a reddish tile responds to red, a
     tile with a dark and a bright half to an edge. ``scale="filter"`` uses
     each filter's own ``max|W|`` (shape is visible even for weak filters),
-    ``"layer"`` one maximum for all (strengths are comparable). Only layers
-    with 3 input channels qualify; see :func:`channel_filters` for the rest.
+    ``"layer"`` one maximum for all (strengths are comparable). A filter whose
+    norm is below ``DEAD_FILTER_SHARE`` of the largest is switched off by
+    training; it keeps the layer's range under either scale, so it stays grey
+    instead of showing its rounding noise as a pattern. Only layers with 3
+    input channels qualify; see :func:`channel_filters` for the rest.
     """
     _check_scale(scale)
     conv = _conv_layer(model, layer)
@@ -450,8 +461,17 @@ def rgb_filters(model: keras.Model, layer=None, *, scale: str = "filter") -> np.
     tiles = np.transpose(kernel, (3, 0, 1, 2))  # (filters, kh, kw, 3)
     axes = (1, 2, 3) if scale == "filter" else None
     limit = np.max(np.abs(tiles), axis=axes, keepdims=scale == "filter")
+    if scale == "filter":
+        off = dead_filters(kernel)
+        limit[off] = np.max(np.abs(tiles))
     limit = np.where(limit > 0, limit, 1.0)
     return (0.5 + tiles / (2 * limit)).astype(np.float32)
+
+
+def dead_filters(kernel) -> np.ndarray:
+    """Which filters of a kernel ``(kh, kw, in, filters)`` are off: norm < DEAD_FILTER_SHARE of the largest."""
+    norms = np.sqrt(np.sum(np.square(np.asarray(kernel, dtype=np.float64)), axis=(0, 1, 2)))
+    return norms < DEAD_FILTER_SHARE * norms.max()
 
 
 def channel_filters(model: keras.Model, layer, *, scale: str = "filter") -> np.ndarray:
@@ -479,6 +499,7 @@ def show_rgb_filters(model: keras.Model, layer=None, *, scale: str = "filter", n
 
     conv = _conv_layer(model, layer)
     tiles = rgb_filters(model, conv, scale=scale)
+    off = dead_filters(filter_weights(model, conv))
     count = len(tiles)
     ncols = min(ncols, count)
     nrows = int(np.ceil(count / ncols))
@@ -488,10 +509,13 @@ def show_rgb_filters(model: keras.Model, layer=None, *, scale: str = "filter", n
         ax.set_axis_off()
         if i < count:
             ax.imshow(tiles[i], interpolation="nearest")
-            ax.set_title(str(i), fontsize=7, pad=2)
+            ax.set_title(f"{i} off" if off[i] else str(i), fontsize=7, pad=2,
+                         color="#c44e52" if off[i] else "black")
     kh, kw = tiles.shape[1:3]
+    switched_off = f"; {int(off.sum())} off (norm < {DEAD_FILTER_SHARE:g} of the largest)" \
+        if off.any() else ""
     fig.suptitle(title or f"{model.name} · {conv.name}: {count} filters of {kh}×{kw}×3 "
-                 f"(grey = 0, scale per {scale})", fontsize=9)
+                 f"(grey = 0, scale per {scale}{switched_off})", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -708,3 +732,43 @@ def show_channel(model: keras.Model, image, layer, channel: int, *, fit: str = "
          title=f"upsampled over the photo (max {feature.max():.2f})")
     fig.tight_layout()
     return fig
+
+
+def receptive_field(model: keras.Model, layer) -> tuple[int, int]:
+    """The theoretical receptive field of one unit of ``layer``: ``(size, jump)`` in input pixels.
+
+    Walks the layer graph from the input: a window of ``k`` (dilation ``d``)
+    with stride ``s`` turns ``(r, j)`` into ``(r + (k - 1) d j, j s)``
+    (Araujo, Norris & Sim 2019, *Computing Receptive Fields of Convolutional
+    Neural Networks*, Distill); element-wise layers keep it; where branches
+    meet (a residual add) the larger field wins. ``size`` is the side of the
+    square of input pixels that can influence one unit, ``jump`` the
+    distance in input pixels between neighbouring units. Most of a unit's
+    sensitivity lies near the centre of this square (Luo et al. 2016, *Understanding
+    the Effective Receptive Field in Deep Convolutional Neural Networks*).
+    """
+    target = find_layer(model, layer)
+    if len(_output_shape(target)) != 3:
+        raise ValueError(f"layer {target.name!r} outputs shape {_output_shape(target)}, not a "
+                         "spatial map: its units see the whole image")
+    fields: dict[int, tuple[int, int]] = {}
+    for current in model.layers:
+        if _is_input(current):
+            fields[id(current)] = (1, 1)
+            continue
+        parents = [tensor._keras_history.operation
+                   for tensor in tf.nest.flatten(current.input)]
+        known = [fields[id(parent)] for parent in parents if id(parent) in fields]
+        if not known:
+            continue
+        size, jump = max(known)
+        kernel = getattr(current, "kernel_size", None) or getattr(current, "pool_size", None)
+        if kernel is not None:
+            strides = getattr(current, "strides", None) or kernel
+            dilation = getattr(current, "dilation_rate", (1, 1)) or (1, 1)
+            size = size + (int(kernel[0]) - 1) * int(dilation[0]) * jump
+            jump = jump * int(strides[0])
+        fields[id(current)] = (size, jump)
+        if current is target:
+            return int(size), int(jump)
+    raise ValueError(f"layer {target.name!r} could not be reached from the model's input")

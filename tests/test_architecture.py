@@ -292,3 +292,59 @@ def test_feature_map_figures_and_channel_errors(known, pixels):
         h.show_channel(model, pixels[0], "block1_dwconv", 2)
     with pytest.raises(ValueError, match="'predictions' outputs shape \\(2,\\), not a spatial map"):
         h.show_feature_maps(model, pixels[0], "predictions")
+
+
+def _gradient_support(model, layer_name, size):
+    """Brute force: rows and columns of input pixels whose gradient reaches the centre unit."""
+    import tensorflow as tf
+
+    probe = keras.Model(model.inputs, model.get_layer(layer_name).output)
+    image = tf.constant(np.random.default_rng(1).uniform(0, 255, (1, size, size, 3)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        maps = probe(image)
+        centre = maps[0, maps.shape[1] // 2, maps.shape[2] // 2, :]
+        total = tf.reduce_sum(centre)
+    gradient = np.abs(tape.gradient(total, image).numpy()[0]).sum(axis=-1)
+    rows, columns = np.flatnonzero(gradient.sum(axis=1)), np.flatnonzero(gradient.sum(axis=0))
+    return rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
+
+
+def test_receptive_field_matches_the_gradient_support_of_a_linear_stack():
+    # No ReLU, so every pixel inside the receptive field has a non-zero gradient.
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="a")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="b")(x)
+    skip = keras.layers.AveragePooling2D(2, name="c")(x)
+    x = keras.layers.Conv2D(4, 5, padding="same", dilation_rate=2, name="d")(skip)
+    x = keras.layers.Add(name="e")([x, skip])
+    model = keras.Model(inputs, x)
+    # by hand: a (3, 2), b (7, 2), c (9, 4), d (9 + 4*2*4 = 41, 4), e: the larger branch
+    expected = {"a": (3, 2), "b": (7, 2), "c": (9, 4), "d": (41, 4), "e": (41, 4)}
+    assert {name: h.receptive_field(model, name) for name in expected} == expected
+    for name in ("a", "b", "c", "d"):
+        assert _gradient_support(model, name, 96) == (expected[name][0],) * 2
+
+
+def test_receptive_field_of_the_course_model(lite0):
+    # 3x3/2 stem, then the MBConv depthwise kernels and strides of EfficientNet-Lite0
+    assert h.receptive_field(lite0, "stem_activation") == (3, 2)
+    assert h.receptive_field(lite0, "block2a_dwconv") == (11, 4)
+    assert h.receptive_field(lite0, "top_activation") == (851, 32)
+    with pytest.raises(ValueError, match="not a spatial map"):
+        h.receptive_field(lite0, "predictions")
+
+
+def test_dead_filters_stay_grey_under_per_filter_scaling():
+    kernel = np.random.default_rng(0).normal(size=(3, 3, 3, 4)).astype(np.float32)
+    kernel[..., 2] *= 1e-8                       # what training left of a switched-off filter
+    assert h.dead_filters(kernel).tolist() == [False, False, True, False]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(4, 3, use_bias=False, name="conv")
+    model = keras.Model(inputs, conv(inputs))
+    conv.set_weights([kernel])
+    tiles = h.rgb_filters(model, "conv")
+    assert np.allclose(tiles[2], 0.5, atol=1e-6)            # not blown up to full contrast
+    assert np.isclose(np.abs(tiles[0] - 0.5).max(), 0.5)    # live filters use their own range
