@@ -145,6 +145,11 @@ def incremental_patch_scores(model, image, masks: PatchMasks, positions=None, *,
     return clean, scores
 
 
+def check_incremental(model, masks: PatchMasks) -> None:
+    """Raise the ValueError that says why ``model`` cannot be occluded incrementally, if it cannot."""
+    _plan(model, masks.patch_size, masks.stride)
+
+
 @dataclass(frozen=True)
 class LayerWork:
     """One layer's multiply-adds for one occluded copy (per image)."""

@@ -149,7 +149,7 @@ def occlusion_scores(model, image, *, patch_size: int = 32, stride: int = 8, bas
 
 def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, baseline="grey",
                      score: str = "probability", batch_size: int = DEFAULT_BATCH_SIZE,
-                     progress: bool = False):
+                     progress: bool = False, engine: str = "auto"):
     """Sliding-patch occlusion coarse to fine: yields an :class:`OcclusionScores` per pass.
 
     The first pass scores every k-th position of the ``stride`` grid in each
@@ -161,10 +161,21 @@ def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, bas
     number of forward passes in all (none repeated). Patch 32, stride 8:
     64, then 196, then all 729 positions (64 + 132 + 533 passes), so a first
     map is ready after a ninth of the work, which keeps a slider responsive.
+
+    ``engine`` chooses how the positions are scored: ``"full"`` runs the
+    whole model on every occluded copy (:func:`perturbation_scores`, the
+    reference), ``"incremental"`` recomputes only the windows each patch
+    changes (:func:`helpers.incremental.incremental_patch_scores`, Nakandala
+    et al. 2019: the same scores to float round-off, about twice as fast on
+    EfficientNet-Lite at patch 32), and ``"auto"`` takes the incremental
+    engine when the model's early layers allow it and the full one otherwise.
     """
     _check_knobs(score, batch_size)
+    check_choice(engine, "engine", OCCLUSION_ENGINES)
     image = _one_image(model, image)
     masks = PatchMasks(image.shape[0], image.shape[1], patch_size, stride)
+    score_positions = _position_scorer(model, image, masks, baseline, batch_size, progress,
+                                       engine)
     rows, cols = masks.grid_shape
     step = 1
     while step * 2 * stride <= patch_size:
@@ -175,10 +186,7 @@ def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, bas
         grid = np.zeros((rows, cols), dtype=bool)
         grid[np.ix_(_every(rows, step), _every(cols, step))] = True
         new = np.flatnonzero(grid.ravel() & ~computed)
-        pass_clean, pass_scores = perturbation_scores(
-            model, image, _Positions(masks, new), baseline=baseline, score="logit",
-            batch_size=batch_size, progress=progress, description=f"occlusion, stride "
-                                                                  f"{step * stride}")
+        pass_clean, pass_scores = score_positions(new, f"occlusion, stride {step * stride}")
         if scores is None:
             clean = pass_clean
             scores = np.zeros((masks.count, pass_scores.shape[1]), dtype=np.float32)
@@ -187,6 +195,27 @@ def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, bas
         yield OcclusionScores(masks, clean, scores.copy(), baseline, score,
                               computed=None if computed.all() else computed.copy())
         step //= 2
+
+
+OCCLUSION_ENGINES = ("auto", "full", "incremental")
+
+
+def _position_scorer(model, image, masks, baseline, batch_size, progress, engine):
+    """``(positions, description) -> (clean, logits)`` with the engine ``engine`` names."""
+    if engine != "full":
+        from . import incremental  # imports this module: load it only when needed
+        try:
+            incremental.check_incremental(model, masks)
+        except ValueError:
+            if engine == "incremental":
+                raise
+        else:
+            return lambda positions, description: incremental.incremental_patch_scores(
+                model, image, masks, positions, baseline=baseline, score="logit",
+                batch_size=batch_size, progress=progress, description=description)
+    return lambda positions, description: perturbation_scores(
+        model, image, _Positions(masks, positions), baseline=baseline, score="logit",
+        batch_size=batch_size, progress=progress, description=description)
 
 
 def _every(length, step):

@@ -275,3 +275,35 @@ def test_some_positions_only(mbconv_net, photo):
     np.testing.assert_allclose(scores, full.scores[positions], atol=1e-6)
     with pytest.raises(ValueError, match="positions must be .* in 0..224"):
         incremental_patch_scores(mbconv_net, photo, full.masks, [3, 225], progress=False)
+
+
+# ---------------------------------------------------------------- coarse to fine
+
+def test_coarse_to_fine_passes_use_the_incremental_engine(mbconv_net, photo, monkeypatch):
+    """``occlusion_passes(engine="auto")`` scores through the incremental engine where it can,
+    giving the full engine's passes (same positions, scores to float round-off)."""
+    calls = []
+    engine = incremental.incremental_patch_scores
+    monkeypatch.setattr(incremental, "incremental_patch_scores",
+                        lambda *args, **kwargs: calls.append(len(args[3])) or engine(*args,
+                                                                                     **kwargs))
+    kwargs = dict(patch_size=8, stride=2, score="logit")
+    fast = list(h.occlusion_passes(mbconv_net, photo, **kwargs))
+    full = list(h.occlusion_passes(mbconv_net, photo, engine="full", **kwargs))
+    scored = [int(p.computed.sum()) if p.computed is not None else p.masks.count for p in fast]
+    assert len(full) == 3 and calls == np.diff([0] + scored).tolist()  # each pass: new ones only
+    for a, b in zip(fast, full):
+        np.testing.assert_array_equal(a.computed, b.computed)
+        assert_same_occlusion(a, b, list(range(10)))
+
+
+def test_coarse_to_fine_falls_back_to_the_full_engine(tiny_cnn, tiny_image):
+    """MaxPooling is not computed on windows: "auto" runs the full engine, "incremental" says why."""
+    auto = list(h.occlusion_passes(tiny_cnn, tiny_image, patch_size=8, stride=2))
+    full = list(h.occlusion_passes(tiny_cnn, tiny_image, patch_size=8, stride=2, engine="full"))
+    np.testing.assert_array_equal(auto[-1].scores, full[-1].scores)
+    with pytest.raises(ValueError, match="'pool1' \\(MaxPooling2D\\).*h.occlusion_scores"):
+        next(h.occlusion_passes(tiny_cnn, tiny_image, patch_size=8, stride=2,
+                                engine="incremental"))
+    with pytest.raises(ValueError, match="engine must be one of"):
+        next(h.occlusion_passes(tiny_cnn, tiny_image, engine="krypton"))
