@@ -13,6 +13,7 @@ from .environment import *  # noqa: F401,F403  (imports TensorFlow quietly, firs
 from .pipeline import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
+from .photos import *  # noqa: F401,F403
 from .labels import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
 from .masks import *  # noqa: F401,F403

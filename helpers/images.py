@@ -25,13 +25,19 @@ How pixel values are read (:func:`to_uint8`):
 - Anything that is not a real number (complex, object, strings, dates,
   structured records) is refused with a TypeError.
 
-Files and PIL images are turned upright as their EXIF Orientation tag says,
-so a phone photo does not load sideways.
+Files, bytes (an upload) and PIL images are turned upright as their EXIF
+Orientation tag says, so a phone photo does not load sideways. Files and
+bytes are checked before they are decoded: at most ``MAX_FILE_BYTES`` bytes
+and ``MAX_PIXELS`` pixels (a decompression bomb is refused, not decoded).
+
+Besides the samples, every photo of the collection in ``data/photos/``
+(:func:`helpers.photo_collection`) loads by its name.
 """
 
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import struct
 from pathlib import Path
@@ -47,6 +53,7 @@ __all__ = [
 ]
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused (decompression bombs)
+MAX_FILE_BYTES = 50_000_000  # a photo file or upload larger than this is refused unread
 FITS = ("crop", "squash", "pad")
 
 
@@ -129,18 +136,38 @@ def _from_file(path: Path) -> np.ndarray:
         raise FileNotFoundError(f"no image file at '{path}'")
     if path.is_dir():
         raise IsADirectoryError(f"'{path}' is a folder, not an image file")
+    _check_bytes(path.stat().st_size, f"image file '{path}'")
+    return _decode(path, f"image file '{path}'")
+
+
+def _check_bytes(size: int, what: str):
+    if size == 0:
+        raise ValueError(f"{what} is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{what} has {size:,} bytes, more than the {MAX_FILE_BYTES:,} accepted; "
+                         "resize or compress it first")
+
+
+def _from_bytes(data, what: str = "the image bytes") -> np.ndarray:
+    """An upload's bytes through the same checks as a file (size, pixels, EXIF, bit depth)."""
+    data = bytes(data)
+    _check_bytes(len(data), what)
+    return _decode(io.BytesIO(data), what)
+
+
+def _decode(source, what: str) -> np.ndarray:
     try:
-        with Image.open(path) as opened:
-            width, height = opened.size
-            _check_pixels(height, width, f"image file '{path}'")
+        with Image.open(source) as opened:
+            width, height = opened.size  # from the header: nothing decoded yet
+            _check_pixels(height, width, what)
             return _from_pil(opened)
     except UnidentifiedImageError:
         raise ValueError(
-            f"'{path}' is not an image PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP...)") from None
+            f"{what} is not an image PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP...)") from None
     except Image.DecompressionBombError as error:
-        raise ValueError(f"image file '{path}' is refused as a decompression bomb: {error}") from None
+        raise ValueError(f"{what} is refused as a decompression bomb: {error}") from None
     except OSError as error:
-        raise ValueError(f"image file '{path}' is damaged or truncated: {error}") from None
+        raise ValueError(f"{what} is damaged or truncated: {error}") from None
 
 
 # PIL's convert("RGB") clips these at 255; their arrays go through the rules above.
@@ -281,31 +308,41 @@ def to_float_pixels(array) -> np.ndarray:
 
 
 def load_image(source) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array from a sample name, path, PIL image or array.
+    """An RGB uint8 (H, W, 3) array from a photo name, path, bytes, PIL image or array.
 
-    Files and PIL images are turned upright by their EXIF orientation; pixel
+    Names are the samples (:func:`sample_names`) and the photo collection
+    (:func:`helpers.photo_collection`). Bytes are an encoded file (an
+    upload), checked like a file. Files, bytes and PIL images are turned upright by their EXIF orientation; pixel
     values are read by the rules of :func:`to_uint8` (16-bit scaled, never
     clipped).
     """
+    from .photos import collection_file, photo_collection
+
     if isinstance(source, Image.Image):
         return _from_pil(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _from_bytes(source)
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         if isinstance(source, str) and text in SAMPLES:
             return to_uint8(SAMPLES[text][1]())
+        if isinstance(source, str) and text in photo_collection():
+            return _from_file(collection_file(text))
         path = Path(text).expanduser()
         if path.exists() or os.sep in text or "." in Path(text).name:
             return _from_file(path)
-        close = difflib.get_close_matches(text, list(SAMPLES), n=1)
+        known = list(SAMPLES) + photo_collection()
+        close = difflib.get_close_matches(text, known, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(
-            f"{text!r} is neither a sample photo nor an existing file.{hint} "
-            f"Samples: {', '.join(SAMPLES)}")
+            f"{text!r} is neither a photo name nor an existing file.{hint} "
+            f"Samples: {', '.join(SAMPLES)}; the collection's {len(known) - len(SAMPLES)} "
+            "names: h.photo_collection()")
     if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
         return to_uint8(source)
     raise TypeError(
-        f"cannot read an image from {type(source).__name__}; pass a sample name, a file path, "
-        "a PIL image or a numpy array")
+        f"cannot read an image from {type(source).__name__}; pass a photo name, a file path, "
+        "bytes of an image file, a PIL image or a numpy array")
 
 
 def resize_image(image: np.ndarray, size, fit: str = "squash") -> np.ndarray:

@@ -2,6 +2,16 @@
 
 Explanations return raw float maps; this module is the only place that
 turns them into pictures.
+
+One colour convention for the whole course: a map that is never negative
+(occlusion drops, gradient magnitudes, Grad-CAM) is drawn with
+``UNSIGNED_CMAP``, perceptually uniform (equal steps in value look like
+equal steps in colour, and it reads in grey too); a map with both signs
+(attributions for and against a class) with ``SIGNED_CMAP``, diverging and
+centred on zero with symmetric limits (-m..m, m the largest magnitude), so
+white means zero, red for the class and blue against it. ``show``,
+``overlay`` and ``show_grid`` choose by the map's sign unless ``cmap=`` is
+given.
 """
 
 from __future__ import annotations
@@ -10,7 +20,29 @@ import numpy as np
 
 from .environment import panel_layout
 
-__all__ = ["show", "show_grid"]
+__all__ = ["show", "show_grid", "overlay", "UNSIGNED_CMAP", "SIGNED_CMAP", "map_cmap"]
+
+UNSIGNED_CMAP = "inferno"
+SIGNED_CMAP = "RdBu_r"
+
+
+def _is_signed(heatmap) -> bool:
+    return bool(np.nanmin(heatmap) < 0) if np.size(heatmap) else False
+
+
+def map_cmap(heatmap, *, symmetric=None, cmap=None) -> tuple[str, bool]:
+    """``(colour map, symmetric)`` for a map by the course's convention.
+
+    ``symmetric`` None decides by the sign (any negative value: signed);
+    True or False forces it. ``cmap`` replaces the colour map only.
+    """
+    if symmetric is not None and not isinstance(symmetric, (bool, np.bool_)):
+        raise TypeError(f"symmetric must be True, False or None, not {type(symmetric).__name__}")
+    if cmap is not None and not isinstance(cmap, str) and not hasattr(cmap, "N"):
+        raise TypeError(f"cmap must be a colour map name or a matplotlib colour map, not "
+                        f"{type(cmap).__name__}")
+    signed = _is_signed(heatmap) if symmetric is None else bool(symmetric)
+    return cmap or (SIGNED_CMAP if signed else UNSIGNED_CMAP), signed
 
 
 def _display_image(image) -> np.ndarray:
@@ -48,25 +80,33 @@ def _check_map(heatmap, image):
     return heatmap
 
 
-def overlay(image, heatmap, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
-    """An RGB float image: the photo with the 0..1-normalised heatmap blended on top."""
+def overlay(image, heatmap, *, alpha: float = 0.5, cmap=None, symmetric=None) -> np.ndarray:
+    """An RGB float image: the photo with the heatmap's colours blended on top.
+
+    An unsigned map is scaled min..max to the colour map; a signed one
+    (or ``symmetric=True``) -m..m, so zero is the colour map's middle.
+    """
     import matplotlib
 
     photo = _display_image(image).astype(np.float32)
     if photo.dtype != np.float32 or photo.max() > 1.0:
         photo = photo / 255.0
-    heat = normalise_map(_check_map(heatmap, photo))
-    colours = matplotlib.colormaps[cmap](heat)[..., :3]
+    heat = _check_map(heatmap, photo)
+    cmap, signed = map_cmap(heat, symmetric=symmetric, cmap=cmap)
+    heat = (normalise_map(heat, symmetric=True) + 1) / 2 if signed else normalise_map(heat)
+    colours = (matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap)(heat)[..., :3]
     return np.clip((1 - alpha) * photo + alpha * colours, 0.0, 1.0)
 
 
 def show(image=None, heatmap=None, *, title: str | None = None, ax=None, alpha: float = 0.5,
-         cmap: str | None = None, symmetric: bool = False, colorbar: bool = True,
+         cmap=None, symmetric=None, colorbar: bool = True,
          colorbar_label: str | None = None, vmin=None, vmax=None):
     """Show a photo, a heatmap, or a heatmap over a photo, with a title and colour bar.
 
-    ``symmetric=True`` centres a signed map on zero with a diverging colour
-    map (red positive, blue negative). Returns the matplotlib axes.
+    The colour map follows the map's sign (``UNSIGNED_CMAP`` for maps >= 0;
+    ``SIGNED_CMAP`` centred on zero with symmetric limits for maps with
+    negative values); ``symmetric=True``/``False`` forces either, ``cmap=``
+    replaces the colour map. Returns the matplotlib axes.
     """
     import matplotlib.pyplot as plt
 
@@ -79,7 +119,7 @@ def show(image=None, heatmap=None, *, title: str | None = None, ax=None, alpha: 
         ax.imshow(photo, interpolation="bilinear")
     if heatmap is not None:
         heat = _check_map(heatmap, photo)
-        cmap = cmap or ("bwr" if symmetric else "jet")
+        cmap, symmetric = map_cmap(heat, symmetric=symmetric, cmap=cmap)
         if symmetric and vmin is None and vmax is None:
             limit = float(np.max(np.abs(heat))) or 1.0
             vmin, vmax = -limit, limit

@@ -140,7 +140,7 @@ BAD_INPUTS = [
      ValueError, r"the PIL image \(mode F\): float image values must lie in 0..1 or 0..255"),
     ("absurd array", lambda p: np.zeros((9000, 9000), np.uint8), ValueError,
      "the image array has 9000x9000 .* decompression bomb"),
-    ("wrong type", lambda p: 42, TypeError, "cannot read an image from int; pass a sample name"),
+    ("wrong type", lambda p: 42, TypeError, "cannot read an image from int; pass a photo name"),
 ]
 
 
