@@ -115,7 +115,20 @@ def random_mask_map(model, images, class_index=None, *, num_masks: int | None = 
                     grid_size: int = 7, keep_probability: float = 0.5, baseline="grey",
                     seed: int | None = 0, score: str = "probability",
                     batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True) -> np.ndarray:
-    """Random binary-mask occlusion map: ``map(u) = 1/N sum_i s_c(x_i) (2 M_i(u) - 1)``.
+    """Random binary-mask occlusion map: the mean score with pixel u shown minus hidden.
+
+        map(u) = sum_i s_i M_i(u) / sum_i M_i(u)
+                 - sum_i s_i (1 - M_i(u)) / sum_i (1 - M_i(u))
+
+    with s_i = s_c(x_i) the score of masked copy i. For 0/1 masks this is the
+    least-squares slope of the score on the pixel's visibility, and its
+    expectation is E[s | u shown] - E[s | u hidden]. The plain vote
+    ``1/N sum_i s_i (2 M_i(u) - 1)`` has the same expectation when exactly
+    half the masks show u, but it also counts how far each pixel's coverage
+    strayed from N/2, times the mean score: two seeds of 1000 masks on
+    ``chelsea`` (tabby) agree 0.45 with it on probabilities and -0.26 on
+    logits, and 0.88 with the difference of means on both. Pixels that every
+    mask shows (or hides) have no estimate: 0 there.
 
     Each mask hides random cells of a ``grid_size`` grid (each kept with
     ``keep_probability``), upsampled with nearest neighbour. ``num_masks``:
@@ -241,7 +254,7 @@ def random_mask_scores(model, image, *, method: str = "rise", num_masks: int | N
     """Score one image under ``num_masks`` random masks and keep every class's score.
 
     ``method``: "rise" (smooth shifted masks, Petsiuk et al. 2018) or
-    "binary" (nearest-neighbour grids, +score visible / -score hidden).
+    "binary" (nearest-neighbour grids: mean score shown minus mean score hidden).
     ``num_masks``: default 2000 (300 in fast mode). ``seed`` makes the masks
     repeatable. The result gives the map of any class: ``.map("hotdog")``.
     """
@@ -412,7 +425,8 @@ class RandomMaskScores(_StoredScores):
             score: str | None = None) -> np.ndarray:
         """The map of a class (or a list of classes) from the first ``num_masks`` masks (all by default).
 
-        RISE: ``sum_i s_i M_i / sum_i M_i``; binary: ``1/N sum_i s_i (2 M_i - 1)``.
+        RISE: ``sum_i s_i M_i / sum_i M_i``; binary: that minus
+        ``sum_i s_i (1 - M_i) / sum_i (1 - M_i)`` (see :func:`random_mask_map`).
         """
         classes, single = _class_indices(class_index, self.clean)
         count = self.masks.count if num_masks is None else positive_int(num_masks, "num_masks")
@@ -435,22 +449,25 @@ class RandomMaskScores(_StoredScores):
         weights = scores[:, classes].astype(np.float64)  # (N, K)
         running = np.zeros((len(classes), self.masks.height, self.masks.width))
         coverage = np.zeros((self.masks.height, self.masks.width))
+        totals = np.cumsum(weights, axis=0)  # (N, K): every mask's score, shown or not
         snapshots, done = {}, 0
         for boundary in sorted(set(counts)):
             while done < boundary:
                 stop = min(done + CONTRACTION_CHUNK, boundary)
                 chunk = self.masks.chunk(done, stop).astype(np.float64)
                 coverage += chunk.sum(axis=0)
-                if self.masks.method == "binary":
-                    chunk = 2.0 * chunk - 1.0  # +score where visible, -score where hidden
                 running += np.tensordot(weights[done:stop].T, chunk, axes=1)
                 done = stop
-            if self.masks.method == "rise":
-                # A pixel no mask showed has no estimate: 0 there.
-                maps = np.divide(running, coverage, out=np.zeros_like(running),
-                                 where=coverage > 0)
-            else:
-                maps = running / boundary
+            # A pixel no mask showed (or, for binary masks, hid) has no estimate: 0 there.
+            maps = np.divide(running, coverage, out=np.zeros_like(running),
+                             where=coverage > 0)
+            if self.masks.method == "binary":
+                hidden = boundary - coverage
+                hidden_sums = totals[boundary - 1][:, None, None] - running
+                maps = np.where((coverage > 0) & (hidden > 0),
+                                maps - np.divide(hidden_sums, hidden,
+                                                 out=np.zeros_like(running), where=hidden > 0),
+                                0.0)
             snapshots[boundary] = maps.astype(np.float32)
         return np.stack([snapshots[n] for n in counts])
 

@@ -182,14 +182,19 @@ def test_binary_masks_are_upsampled_grids():
 
 
 def brute_force_random_map(model, image, masks, class_index, fill_value, method):
-    """RISE: score-weighted masks over the coverage; binary: +score shown, -score hidden."""
-    total, coverage = np.zeros(image.shape[:2]), np.zeros(image.shape[:2])
+    """RISE: score-weighted masks over the coverage; binary: the mean score of the copies
+    that showed each pixel minus that of the copies that hid it, pixel by pixel."""
+    shown, hidden = [], []
     for mask in masks.chunk(0, masks.count):
         masked = mask[..., None] * image + (1 - mask[..., None]) * fill_value
         score = one_at_a_time(model, masked)[class_index]
-        total += score * mask if method == "rise" else score * (2 * mask - 1)
-        coverage += mask
-    return total / coverage if method == "rise" else total / masks.count
+        shown.append(score * mask)
+        hidden.append(score * (1 - mask))
+    all_masks = masks.chunk(0, masks.count)
+    mean_shown = np.sum(shown, axis=0) / all_masks.sum(axis=0)
+    if method == "rise":
+        return mean_shown
+    return mean_shown - np.sum(hidden, axis=0) / (1 - all_masks).sum(axis=0)
 
 
 @pytest.mark.parametrize("method, function", [("rise", h.rise), ("binary", h.random_mask_map)])
@@ -245,6 +250,37 @@ def test_rise_agrees_between_seeds_where_the_papers_estimator_does_not():
     assert agreement > np.corrcoef(*papers)[0, 1] + 0.3
     heat = ours[0].reshape(32, 32)
     assert heat[:12, :12].mean() > heat[20:, 20:].mean()  # and it finds the quadrant
+
+
+def test_binary_masks_agree_between_seeds_where_the_vote_does_not():
+    """The +score/-score vote 1/N sum s_i (2 M_i - 1) also counts how far each pixel's
+    coverage strayed from N/2, times the mean score; the difference of means does not."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Cropping2D(((0, 16), (0, 16)))(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(1)
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([np.full((3, 1), 0.01 / 3, np.float32), np.full(1, 10.0, np.float32)])
+    image = np.full((32, 32, 3), 200.0, np.float32)
+    ours, votes = [], []
+    for seed in (0, 1):
+        result = h.random_mask_scores(model, image, method="binary", num_masks=300, grid_size=4,
+                                      seed=seed, baseline="black", score="logit",
+                                      progress=False)
+        masks = result.masks.chunk(0, result.masks.count)
+        ours.append(result.map(0).ravel())
+        votes.append((np.tensordot(result.scores[:, 0], 2 * masks - 1, axes=1) / 300).ravel())
+    agreement = np.corrcoef(*ours)[0, 1]
+    assert agreement > 0.9
+    assert agreement > np.corrcoef(*votes)[0, 1] + 0.3
+    heat = ours[0].reshape(32, 32)
+    assert heat[:16, :16].min() > heat[16:, 16:].max()  # and it finds the quadrant
+
+
+def test_binary_pixels_always_shown_have_no_estimate(tiny_cnn, tiny_image):
+    scores = h.random_mask_scores(tiny_cnn, tiny_image, method="binary", num_masks=1,
+                                  grid_size=4, progress=False)
+    np.testing.assert_array_equal(scores.map(3), 0.0)  # one mask: every pixel shown or hidden
 
 
 @pytest.mark.parametrize("method", ["rise", "binary"])
