@@ -1183,7 +1183,7 @@ def show_curves(curves: dict, *, ax=None, title: str | None = None):
 
 
 def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9,
-                 clip_percentile: float = 99.0, cmap: str = "inferno"):
+                 clip_percentile: float = 99.0, cmap: str | None = None):
     """The sanity check's cascade: each method's map as the model is randomised, top down.
 
     ``checks``: a :class:`SanityCheck` (one image) or {method: SanityCheck}.
@@ -1191,11 +1191,14 @@ def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9,
     stages, thinned to ``max_columns``), and a last panel with the Spearman
     rank correlation against the original map per stage. Each map is shown
     clipped at its ``clip_percentile`` (a few extreme gradients would
-    otherwise hide the rest), alone or over ``image``. Returns the figure.
+    otherwise hide the rest), alone or over ``image``, in ``cmap`` (default the
+    course's unsigned map, :data:`helpers.UNSIGNED_CMAP`). Returns the figure.
     """
     import matplotlib.pyplot as plt
 
-    from .plot import show
+    from .plot import UNSIGNED_CMAP, show
+
+    cmap = cmap or UNSIGNED_CMAP
 
     if isinstance(checks, SanityCheck):
         checks = {"map": checks}
