@@ -16,7 +16,13 @@ Two kinds of irregular input a CNN was never trained on:
 * A **universal adversarial perturbation** (Moosavi-Dezfooli, Fawzi, Fawzi
   & Frossard 2017, *Universal Adversarial Perturbations*): one image-agnostic
   pattern delta with ``max |delta| <= epsilon`` that changes the prediction
-  on most images. Here the simple sign-gradient version, written by hand:
+  on most images. Their algorithm visits the images one by one and adds a
+  DeepFool step (Moosavi-Dezfooli, Fawzi & Frossard 2016, *DeepFool*) for
+  each image not yet fooled, projecting after each. Here instead the
+  gradient version later work uses (Shafahi, Najibi, Xu, Dickerson, Davis &
+  Goldstein 2020, *Universal Adversarial Training*, "SGD-UAP"; Mummadi, Brox
+  & Metzen 2019, *Defending Against Universal Perturbations With Shared
+  Adversarial Training*), full-batch, written by hand: projected sign-gradient ascent
   ``delta <- clip_[-eps, eps](delta + alpha * sign(sum_i g_i / mean|g_i|))``
   with ``g_i = grad_x L(clip(x_i + delta), y_i)``; each photo's gradient is
   normalised so that every photo gets one equal vote (a confident photo's
@@ -221,8 +227,10 @@ def universal_perturbation(model, images, class_index=None, *, epsilon: float = 
                            progress: bool = True) -> np.ndarray:
     """One perturbation delta, ``max |delta| <= epsilon``, that fools ``model`` on most images.
 
-    Sign-gradient ascent on the summed loss of all images (a simple version
-    of Moosavi-Dezfooli et al. 2017, *Universal Adversarial Perturbations*):
+    Projected sign-gradient ascent on the summed loss of all images, the
+    gradient method of Shafahi et al. 2020 (*Universal Adversarial Training*,
+    SGD-UAP) with the full batch, not the DeepFool-based algorithm of
+    Moosavi-Dezfooli et al. 2017 (*Universal Adversarial Perturbations*):
     ``delta <- clip_[-eps, eps](delta + alpha * sign(sum_i g_i / mean|g_i|))``
     with ``g_i = grad_x L(clip_0..255(x_i + delta), y_i)``, y_i =
     ``class_index`` (None = the clean prediction), starting from delta = 0,
