@@ -700,7 +700,8 @@ def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: 
                      negative: bool = False):
     """Where a channel fires most on real photos: Olah et al.'s (2017) "dataset examples".
 
-    ``images``: photos (default: every bundled sample, ``h.sample_names()``),
+    ``images``: photos (default: the course's photo collection,
+    ``h.collection_photos()``),
     each seen whole at the model's size and, at twice that size, in four
     quarters. For every photo the position of the channel's largest value
     (before its ReLU, as :func:`visualize_channel` maximises) is cut out,
@@ -726,7 +727,7 @@ def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: 
                for name in layers]
     for target, c in zip(targets, channels):
         _channels(model, target, c)
-    views, sources = _photo_views(model, _sample_names() if images is None else list(images))
+    views, sources = _photo_views(model, _collection() if images is None else list(images))
     maps = _layer_maps(model, tuple(dict.fromkeys(targets)), views)
     height, width = views.shape[1:3]
     photo_of_view = [source.replace(" ×2", "") for source in sources]
@@ -773,7 +774,7 @@ def strongest_channels(model: keras.Model, layer, count: int = 4, *, images=None
     names = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     targets = [maximization_target(model, name, pre_activation=pre_activation)
                for name in names]
-    views, _ = _photo_views(model, _sample_names() if images is None else list(images))
+    views, _ = _photo_views(model, _collection() if images is None else list(images))
     grey = np.full((1,) + views.shape[1:], 127.5, np.float32)
     maps = _layer_maps(model, tuple(dict.fromkeys(targets)), np.concatenate([views, grey]))
     chosen = {}
@@ -802,7 +803,7 @@ def class_rank(model: keras.Model, images, class_index) -> np.ndarray | int:
     return int(ranks[0]) if call.single else ranks
 
 
-def _sample_names():
-    from .images import sample_names
+def _collection():
+    from .photos import collection_photos
 
-    return sample_names()
+    return collection_photos()

@@ -428,6 +428,16 @@ def test_dataset_examples_find_the_crop_that_excites_the_channel():
         fv.dataset_examples(model, "pool", 0, images=[grey], count=0)
 
 
+
+def test_dataset_examples_come_from_the_photo_collection_by_default():
+    model = build_red_detector()
+    found = fv.dataset_examples(model, "pool", 0, count=3)
+    collection = set(h.photo_collection())
+    assert len(found.crops) == 3
+    assert {source.split(" ×")[0] for source in found.sources} <= collection
+    strongest = fv.strongest_channels(model, "pool", 1)
+    assert strongest.shape == (1,)
+
 def test_errors_name_the_argument(colour_cnn):
     call = lambda **kwargs: fv.visualize_class(colour_cnn, 0, **{"steps": 1, **QUIET, **kwargs})
     cases = [
