@@ -536,6 +536,8 @@ def show_channel_filters(model: keras.Model, layer, *, filters=None, channels=No
     """
     import matplotlib.pyplot as plt
 
+    from .plot import SIGNED_CMAP
+
     conv = _conv_layer(model, layer)
     slices = channel_filters(model, conv, scale=scale)
     n_out, n_in, kh, kw = slices.shape
@@ -551,7 +553,7 @@ def show_channel_filters(model: keras.Model, layer, *, filters=None, channels=No
         matrix = slices[np.ix_(filters, channels)][..., 0, 0].T  # (channels, filters)
         fig, ax = plt.subplots(figsize=(min(12.0, 2.5 + 0.08 * len(filters)),
                                         min(6.0, 1.5 + 0.15 * len(channels))))
-        shown = ax.imshow(matrix, cmap="bwr", vmin=-1, vmax=1, aspect="auto",
+        shown = ax.imshow(matrix, cmap=SIGNED_CMAP, vmin=-1, vmax=1, aspect="auto",
                           interpolation="nearest")
         ax.set_xlabel("filter (output channel)")
         ax.set_ylabel("input channel")
@@ -569,7 +571,7 @@ def show_channel_filters(model: keras.Model, layer, *, filters=None, channels=No
         for ax in axes.flat:
             ax.set_axis_off()
         for ax, f in zip(axes.flat, filters):
-            shown = ax.imshow(slices[f, 0], cmap="bwr", vmin=-1, vmax=1, interpolation="nearest")
+            shown = ax.imshow(slices[f, 0], cmap=SIGNED_CMAP, vmin=-1, vmax=1, interpolation="nearest")
             ax.set_title(f"ch {f}", fontsize=7, pad=2)
     else:
         filters = _check_indices(range(min(6, n_out)) if filters is None else filters, n_out,
@@ -582,7 +584,7 @@ def show_channel_filters(model: keras.Model, layer, *, filters=None, channels=No
         for r, f in enumerate(filters):
             for c, ch in enumerate(channels):
                 ax = axes[r, c]
-                shown = ax.imshow(slices[f, ch], cmap="bwr", vmin=-1, vmax=1,
+                shown = ax.imshow(slices[f, ch], cmap=SIGNED_CMAP, vmin=-1, vmax=1,
                                   interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
@@ -675,10 +677,12 @@ def show_feature_maps(model: keras.Model, image, layer, *, count: int = 15, ncol
                       size: float = 1.5, fit: str = "crop"):
     """The photo and the ``count`` most active channels of a layer for it; returns the figure.
 
-    Each map is drawn in its own colour range (viridis: dark = 0) and titled
+    Each map is drawn in its own colour range (``UNSIGNED_CMAP``: dark = 0) and titled
     with its channel index and mean activation.
     """
     import matplotlib.pyplot as plt
+
+    from .plot import UNSIGNED_CMAP
 
     found = _spatial_layer(model, layer)
     batch, single = model_batch(model, image, fit=fit, name="image")
@@ -696,7 +700,7 @@ def show_feature_maps(model: keras.Model, image, layer, *, count: int = 15, ncol
     axes.flat[0].imshow(batch[0] / 255.0, interpolation="bilinear")
     axes.flat[0].set_title("photo", fontsize=8)
     for ax, channel, mean in zip(axes.flat[1:], channels, means):
-        ax.imshow(maps[..., channel], cmap="viridis", interpolation="nearest")
+        ax.imshow(maps[..., channel], cmap=UNSIGNED_CMAP, interpolation="nearest")
         ax.set_title(f"ch {channel}: {mean:.2f}", fontsize=8)
     h_, w_, c_ = maps.shape
     fig.suptitle(f"{found.name}: {h_}×{w_}×{c_}; the {len(channels)} most active channels "
@@ -711,7 +715,7 @@ def show_channel(model: keras.Model, image, layer, channel: int, *, fit: str = "
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from .plot import show
+    from .plot import UNSIGNED_CMAP, show
 
     found = _spatial_layer(model, layer)
     batch, single = model_batch(model, image, fit=fit, name="image")
@@ -724,11 +728,11 @@ def show_channel(model: keras.Model, image, layer, channel: int, *, fit: str = "
     upsampled = np.asarray(Image.fromarray(feature).resize((width, height), Image.BILINEAR))
     fig, axes = plt.subplots(1, 3, figsize=(size * 3.4, size))
     show(batch[0], title="photo", ax=axes[0], colorbar=False)
-    show(heatmap=feature, ax=axes[1], cmap="viridis", alpha=1.0,
+    show(heatmap=feature, ax=axes[1], cmap=UNSIGNED_CMAP, alpha=1.0,
          title=f"{found.name} channel {channel} ({feature.shape[0]}×{feature.shape[1]})",
          colorbar_label="activation")
     axes[1].images[0].set_interpolation("nearest")
-    show(batch[0], upsampled, ax=axes[2], cmap="viridis", alpha=0.6,
+    show(batch[0], upsampled, ax=axes[2], cmap=UNSIGNED_CMAP, alpha=0.6,
          title=f"upsampled over the photo (max {feature.max():.2f})")
     fig.tight_layout()
     return fig
