@@ -21,10 +21,12 @@ lesson needs around it:
   gradient serves every class;
 * inner layers through a two-part Keras 3 model, ``head`` (pixels -> layer)
   and ``tail`` (layer -> logits), see :func:`split_model`;
-* a seeded background set cut from the bundled photos, :func:`background_set`;
+* a seeded background set cut from the course's photo collection (never
+  from the photo being explained), :func:`background_set`;
 * the completeness gap, measured here (shap's own additivity check does not
   work with ranked outputs), samples streamed in fixed-size chunks with a
-  progress bar, and a plot with shap's colours, :func:`show_shap`.
+  progress bar, and a plot in the course's signed colour map,
+  :func:`show_shap`.
 
 shap's DeepExplainer is not used: it patches TensorFlow's gradient registry,
 which can break later gradients in the same kernel.
@@ -45,6 +47,7 @@ from .environment import choose, tf  # noqa: F401  (quiet TF import first)
 import keras
 
 from .images import load_image, sample_names, SAMPLES
+from .photos import collection_photos, photo_collection
 from .labels import NUM_CLASSES, class_name
 from .models import feature_model, find_layer
 from .pipeline import (cached, check_seed, explanation_call, holder, model_batch, model_spec,
@@ -59,9 +62,6 @@ __all__ = [
     "show_shap_map",
 ]
 
-# Photos the background is cut from: every bundled photo except the montage,
-# which only repeats two of the others.
-BACKGROUND_PHOTOS = tuple(name for name in SAMPLES if name != "cat_and_coffee")
 # Backgrounds kept per traced explainer (one explainer per model and layer).
 _BACKGROUNDS_PER_LAYER = 3
 
@@ -70,25 +70,27 @@ _BACKGROUNDS_PER_LAYER = 3
 # Background set
 # --------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=len(SAMPLES))
+@functools.lru_cache(maxsize=64)
 def _photo(name: str) -> np.ndarray:
     return load_image(name)
 
 
 def background_set(model_or_size, size: int | None = None, *, seed: int = 0, photos=None,
-                   crop=(0.3, 1.0), blur=(0.0, 6.0)) -> np.ndarray:
-    """A seeded background set: random crops of the bundled photos, flipped and blurred.
+                   exclude=(), crop=(0.3, 1.0), blur=(0.0, 6.0)) -> np.ndarray:
+    """A seeded background set: random crops of real photos, flipped and blurred.
 
     The background is the distribution D that expected gradients integrate
     from: attributions explain ``f(x) - E_D[f]``, the difference between
-    this photo and a "typical" photo. The course ships no image data set,
-    so typical photos are made offline from the bundled ones.
+    this photo and a "typical" photo. Typical photos come from the course's
+    photo collection (:func:`helpers.photo_collection`), and never from the
+    photo being explained: pass its name in ``exclude``.
 
     ``size``: number of images (default 32, 8 in fast mode). ``photos``:
-    sample names to cut from (default: all but the montage). ``crop``: the
-    crop's side as a fraction of the photo's shorter side (min, max);
-    ``blur``: Gaussian blur radius in pixels (min, max). Returns float32
-    (size, H, W, 3) pixels in 0..255 for the model (or ``(H, W)`` size).
+    sample or collection names to cut from (default: the whole collection
+    less ``exclude``). ``crop``: the crop's side as a fraction of the
+    photo's shorter side (min, max); ``blur``: Gaussian blur radius in
+    pixels (min, max). Returns float32 (size, H, W, 3) pixels in 0..255 for
+    the model (or ``(H, W)`` size).
     """
     from PIL import Image, ImageFilter
 
@@ -96,11 +98,16 @@ def background_set(model_or_size, size: int | None = None, *, seed: int = 0, pho
 
     size = positive_int(choose(32, 8) if size is None else size, "size")
     seed = check_seed(seed, allow_none=False)
-    names = list(BACKGROUND_PHOTOS if photos is None else photos)
-    unknown = [name for name in names if name not in SAMPLES]
+    excluded = [exclude] if isinstance(exclude, str) else list(dict.fromkeys(exclude))
+    if photos is None:
+        names = collection_photos(exclude=excluded)
+    else:
+        names = [name for name in photos if name not in excluded]
+    known = set(SAMPLES) | set(photo_collection())
+    unknown = [name for name in names if not isinstance(name, str) or name not in known]
     if not names or unknown:
-        raise ValueError(f"background photos must be sample names from {', '.join(sample_names())}; "
-                         f"got {unknown or 'none'}")
+        raise ValueError(f"background photos must be sample names ({', '.join(sample_names())}) "
+                         f"or names of h.photo_collection(); got {unknown or 'none'}")
     low, high = (float(v) for v in crop)
     if not 0 < low <= high <= 1:
         raise ValueError(f"crop must be (min, max) fractions with 0 < min <= max <= 1, not {crop}")
@@ -511,7 +518,8 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     ``ranks``: k for the top k (default 2), or a list of 1-based ranks such
     as ``[2]``. ``background``: reference images (any form
     :func:`helpers.as_batch` takes); default :func:`background_set` of
-    ``background_size`` images. ``samples``: (reference, t) draws per image
+    ``background_size`` collection photos, never the photos explained
+    when they are given by name. ``samples``: (reference, t) draws per image
     and class (default 200, 32 in fast mode), run in equal chunks of at
     most ``batch_size`` (:func:`sample_chunks`; rounded up to whole chunks).
     ``seed`` fixes the draws (the same for every image and class; numpy's
@@ -535,7 +543,10 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     call = explanation_call(model, images, resolve=False)
     batch, single = call.batch, call.single
     if background is None:
-        background = background_set(model, background_size, seed=seed)
+        explained = [images] if isinstance(images, str) else (
+            [item for item in images if isinstance(item, str)]
+            if isinstance(images, (list, tuple)) else [])
+        background = background_set(model, background_size, seed=seed, exclude=explained)
     background, _ = model_batch(model, background, name="background")
     layer_name = None
     if layer is not None and not isinstance(find_layer(model, layer), keras.layers.InputLayer):
@@ -593,21 +604,31 @@ def _faint_grey(image) -> np.ndarray:
     return np.repeat((0.55 + 0.45 * grey)[..., None], 3, axis=-1)
 
 
+@functools.lru_cache(maxsize=4)
+def _transparent_at_zero(name: str):
+    """The diverging colour map ``name`` with opacity |v|: zero lets the photo show through."""
+    import matplotlib
+    from matplotlib.colors import ListedColormap
+
+    colours = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))
+    colours[:, 3] = np.abs(np.linspace(-1.0, 1.0, 256))
+    return ListedColormap(colours, name=f"{name}_transparent_at_zero")
+
+
 def show_shap_map(image, shap_map, *, ax=None, limit: float | None = None,
                   percentile: float = 99.5, title: str | None = None, colorbar: bool = True):
-    """One SHAP map over a faint grey copy of the photo, in shap's colours.
+    """One SHAP map over a faint grey copy of the photo, in the course's signed colours.
 
-    Red pushes towards the class, blue away from it, zero is transparent
-    (shap's ``red_transparent_blue``). The symmetric colour scale runs to
+    ``helpers.SIGNED_CMAP``, with zero transparent: red pushes towards the
+    class, blue away from it. The symmetric colour scale runs to
     ``limit``, by default the ``percentile`` of |values|, so that a few
     extreme pixels do not wash out the rest. Returns the axes.
     """
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
-    from shap.plots.colors import red_transparent_blue, red_white_blue
 
-    from .plot import show
+    from .plot import SIGNED_CMAP, show
 
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], not {percentile}")
@@ -616,11 +637,11 @@ def show_shap_map(image, shap_map, *, ax=None, limit: float | None = None,
         limit = float(np.percentile(np.abs(shap_map), percentile)) or 1.0
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
-    show(_faint_grey(image), shap_map, ax=ax, cmap=red_transparent_blue, alpha=1.0,
+    show(_faint_grey(image), shap_map, ax=ax, cmap=_transparent_at_zero(SIGNED_CMAP), alpha=1.0,
          vmin=-limit, vmax=limit, colorbar=False, title=title)
     if colorbar:
         # An opaque bar: the map's own colours fade to transparent at zero.
-        bar = ax.figure.colorbar(ScalarMappable(Normalize(-limit, limit), red_white_blue), ax=ax,
+        bar = ax.figure.colorbar(ScalarMappable(Normalize(-limit, limit), SIGNED_CMAP), ax=ax,
                                  fraction=0.046, pad=0.04)
         bar.set_label("SHAP value")
     return ax
@@ -628,7 +649,7 @@ def show_shap_map(image, shap_map, *, ax=None, limit: float | None = None,
 
 def show_shap(explanation: ShapExplanation, *, size: float = 3.0, titles=None, suptitle=None,
               scale: str = "row", percentile: float = 99.5, smooth: float = 0.0):
-    """The photo, then one map per class, with shap's colours: red pushes towards the class.
+    """The photo, then one map per class, in the signed colour map: red pushes towards the class.
 
     One row per image, class names (and their rank) as titles, drawn by
     :func:`show_shap_map` on a symmetric scale shared along the row

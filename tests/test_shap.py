@@ -277,6 +277,32 @@ def test_background_set_is_made_of_photos():
                for image in sharp for candidate in (photo, photo[:, ::-1]))
 
 
+def test_background_set_comes_from_the_collection_without_the_explained_photo():
+    names = h.photo_collection()
+    assert len(names) >= 40
+    only_first = h.background_set(24, 3, exclude=names[1:], seed=1)
+    np.testing.assert_array_equal(only_first, h.background_set(24, 3, photos=[names[0]], seed=1))
+    with pytest.raises(ValueError, match="got none"):
+        h.background_set(24, 2, photos=[names[0]], exclude=names[0])
+
+
+def test_default_background_never_holds_the_explained_photos(tiny_cnn, monkeypatch):
+    import helpers.shap_explain as shap_explain
+
+    seen = []
+    real = shap_explain.background_set
+
+    def spy(*args, exclude=(), **kwargs):
+        seen.append(list(exclude))
+        return real(*args, exclude=exclude, **kwargs)
+
+    monkeypatch.setattr(shap_explain, "background_set", spy)
+    names = h.photo_collection()[:2]
+    h.expected_gradients(tiny_cnn, names, background_size=2, samples=2, progress=False)
+    h.expected_gradients(tiny_cnn, names[0], background_size=2, samples=2, progress=False)
+    assert seen == [names, names[:1]]
+
+
 def test_sample_chunks_are_equal_powers_of_two(tiny_cnn, tiny_image, tiny_background):
     for samples, batch_size in [(1, 16), (3, 16), (16, 16), (96, 16), (100, 16), (1024, 16),
                                 (3000, 300), (24, 8)]:
@@ -300,9 +326,14 @@ def test_show_shap_draws_one_row_per_image(tiny_cnn, tiny_background):
     titles = [ax.get_title() for ax in fig.axes]
     assert "first" in titles and f"#1 class {result.classes[0, 0]}" in titles
     heat = [image for ax in fig.axes for image in ax.get_images() if image.get_cmap().name != "gray"]
+    import matplotlib
+
     red = heat[-1].get_cmap()(1.0)
-    assert red[0] > 0.8 and red[2] < 0.5  # positive evidence is red
+    assert red[0] > 2 * red[2]  # positive evidence is red
     assert heat[-1].get_cmap()(0.5)[3] < 0.1  # zero is transparent
+    signed = matplotlib.colormaps[h.SIGNED_CMAP]
+    for value in (0.0, 0.2, 0.9):  # the course's signed colour map, only with opacity |v|
+        np.testing.assert_allclose(heat[-1].get_cmap()(value)[:3], signed(value)[:3], atol=0.01)
     plt.close(fig)
     ax = h.show_shap_map(batch[0], result.maps[0, 0], limit=2.0, title="one map")
     assert ax.get_images()[-1].get_clim() == (-2.0, 2.0) and ax.get_title() == "one map"
