@@ -136,6 +136,12 @@ def test_lesson_page_has_its_figures_and_navigation(site):
                   if {"image/png", "image/jpeg"} & set(o.get("data", {})))
     assert len(images) == figures
     assert all(src.startswith(f"{stem}_files/") for src in images)
+    # Each explorer says where it runs, instead of its widget's text form.
+    widgets = sum(1 for c in notebook.cells for o in c.get("outputs", [])
+                  if build_site.WIDGET in o.get("data", {}))
+    assert widgets >= 1
+    assert len(soup.select(".uc-widget-note")) == widgets
+    assert "children=(" not in soup.get_text()
     hrefs = {a["href"] for a in soup.select("nav.uc-nav a")}
     assert "../index.html" in hrefs and f"../slides/{stem}.slides.html" in hrefs
 
@@ -158,22 +164,26 @@ def test_slides_follow_the_headings(site):
     assert all(src.startswith(f"../lessons/{stem}_files/") for src in slide_images)
 
 
-def test_the_index_lists_every_lesson(tmp_path):
+def test_the_index_lists_every_lesson(site):
+    """Every notebook of notebooks/ is listed, in order, with its title and summary; a
+    build of one lesson links that lesson's page and slides, and no other."""
+    out, _ = site
     notebooks = sorted((REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
-    lessons = [build_site.lesson_info(path) for path in notebooks]
-    build_site.build_index(tmp_path, lessons, [("readme.html", "About")], with_pages=True,
-                           with_slides=True)
-    soup = BeautifulSoup((tmp_path / "index.html").read_text(encoding="utf-8"), "html.parser")
+    soup = BeautifulSoup((out / "index.html").read_text(encoding="utf-8"), "html.parser")
     rows = soup.select("table.uc-lessons tbody tr")
     assert [row["id"] for row in rows] == [f"lesson-{p.stem.split('_')[0]}" for p in notebooks]
     for row, path in zip(rows, notebooks):
         links = {a["href"] for a in row("a")}
-        assert links == {f"lessons/{path.stem}.html", f"slides/{path.stem}.slides.html"}
+        built = path.stem == _lesson_stem()
+        assert links == ({f"lessons/{path.stem}.html", f"slides/{path.stem}.slides.html"}
+                         if built else set()), path.name
         first = nbformat.read(path, as_version=4).cells[0].source
         title = row.select_one(".uc-title").get_text()
         assert title and title in first.splitlines()[0]
         summary = row.select_one(".uc-summary").get_text(" ", strip=True)
-        assert len(summary) > 40, path.name
+        assert len(summary) > 40 and summary.split()[0] in first, path.name
+    pages = {a["href"] for a in soup.select("main > p a")}
+    assert "readme.html" in pages
 
 
 def test_checker_finds_each_kind_of_fault(tmp_path):

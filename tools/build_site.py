@@ -80,6 +80,11 @@ TEXT_LINE_PX, TEXT_CHARS = 26, 95           # 20 px prose over ~1080 px of conte
 CODE_LINE_PX, CODE_CHARS = 22, 95           # 19 px code
 CONTENT_WIDTH = 1080
 LESSON_PATTERN = "[0-9][0-9]*_*.ipynb"
+# A live ipywidgets explorer needs a kernel (and its state is not saved): a page says where
+# to use it instead of showing the widget's text form.
+WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ('<div class="uc-widget-note">Interactive explorer: its sliders and drop-downs '
+               "run in JupyterLab (open this lesson's notebook there and run it).</div>")
 REPO_FILE_LIMIT = 1024 * 1024   # a linked repository file up to this size is copied in
 
 
@@ -245,8 +250,11 @@ def read_lesson(lesson: Lesson):
     notebook.metadata["title"] = f"{lesson.number} · {lesson.title}"
     for cell_index, cell in enumerate(notebook.cells):
         for index, output in enumerate(cell.get("outputs", [])):
-            if output.output_type in ("display_data", "execute_result"):
-                output.setdefault("metadata", {})["filename"] = f"output_{cell_index}_{index}"
+            if output.output_type not in ("display_data", "execute_result"):
+                continue
+            output.setdefault("metadata", {})["filename"] = f"output_{cell_index}_{index}"
+            if WIDGET in output.get("data", {}):
+                output["data"] = {"text/html": WIDGET_NOTE}
     return notebook
 
 
@@ -437,36 +445,62 @@ def write(out: Path, page: str, body: str, resources: dict) -> int:
     return len(resources.get("outputs", {}))
 
 
-def neighbours(lessons: list[Lesson], index: int, *, slides: bool) -> dict:
-    def entry(lesson):
-        return {"href": f"{lesson.stem}.slides.html" if slides else f"{lesson.stem}.html",
-                "label": lesson.short}
-    return {"previous": entry(lessons[index - 1]) if index > 0 else None,
-            "next": entry(lessons[index + 1]) if index + 1 < len(lessons) else None}
+@dataclass
+class Plan:
+    """What the output folder holds once this build is done: a page or a deck is linked
+    (from the index, the navigation, other pages) only where it will exist."""
+
+    out: Path
+    lessons: list[Lesson]       # every lesson of the course, in order
+    chosen: set[str]            # the stems built now
+    pages: bool
+    slides: bool
+
+    def has_page(self, lesson: Lesson) -> bool:
+        return (self.pages and lesson.stem in self.chosen) or (self.out / lesson.page).is_file()
+
+    def has_slides(self, lesson: Lesson) -> bool:
+        return ((self.slides and lesson.stem in self.chosen)
+                or (self.out / lesson.slides).is_file())
+
+    def neighbours(self, lesson: Lesson, *, slides: bool) -> dict:
+        has = self.has_slides if slides else self.has_page
+        index = self.lessons.index(lesson)
+
+        def entry(other):
+            if other is None or not has(other):
+                return None
+            return {"href": Path(other.slides if slides else other.page).name,
+                    "label": other.short}
+        return {"previous": entry(self.lessons[index - 1] if index > 0 else None),
+                "next": entry(self.lessons[index + 1] if index + 1 < len(self.lessons)
+                              else None)}
 
 
-def build_lesson_page(lesson, lessons, index, out, linker, *, with_slides) -> None:
+def build_lesson_page(lesson: Lesson, plan: Plan, linker: Linker) -> None:
     notebook = read_lesson(lesson)
     linker.notebook(notebook, lesson.path.parent, lesson.page)
     uc = {"root": "../", "lesson": lesson.path.name,
-          "slides": f"../{lesson.slides}" if with_slides else None,
-          **neighbours(lessons, index, slides=False)}
+          "slides": f"../{lesson.slides}" if plan.has_slides(lesson) else None,
+          **plan.neighbours(lesson, slides=False)}
     resources = {"output_files_dir": f"{lesson.stem}_files", "uc": uc,
                  "metadata": {"name": lesson.stem, "path": str(lesson.path.parent)}}
-    body, resources = html_exporter(out, "../").from_notebook_node(notebook, resources=resources)
-    write(out, lesson.page, body, resources)
+    body, resources = html_exporter(plan.out, "../").from_notebook_node(notebook,
+                                                                        resources=resources)
+    write(plan.out, lesson.page, body, resources)
 
 
-def build_lesson_slides(lesson, lessons, index, out, linker) -> dict:
+def build_lesson_slides(lesson: Lesson, plan: Plan, linker: Linker) -> dict:
     notebook = read_lesson(lesson)
     linker.notebook(notebook, lesson.path.parent, lesson.slides)
     notebook = derive_slides(notebook)
     # The figures are the lesson page's files (same cells, same names): stored once.
     resources = {"output_files_dir": f"../lessons/{lesson.stem}_files",
-                 "uc": {"root": "../", **neighbours(lessons, index, slides=True)},
+                 "uc": {"root": "../", **plan.neighbours(lesson, slides=True)},
                  "metadata": {"name": lesson.stem, "path": str(lesson.path.parent)}}
-    body, resources = slides_exporter(out, "../").from_notebook_node(notebook, resources=resources)
-    write(out, lesson.slides, body, resources)
+    body, resources = slides_exporter(plan.out, "../").from_notebook_node(notebook,
+                                                                          resources=resources)
+    write(plan.out, lesson.slides, body, resources)
     kinds = [c.metadata["slideshow"]["slide_type"] for c in notebook.cells]
     return {kind: kinds.count(kind) for kind in ("slide", "subslide", "skip")}
 
@@ -486,45 +520,58 @@ def build_page(source: str, page: str, out: Path, linker) -> str:
     return title
 
 
-def build_index(out: Path, lessons: list[Lesson], pages, *, with_pages, with_slides) -> None:
+def build_index(out: Path, lessons: list[Lesson], pages, *, has_page, has_slides) -> None:
+    """The index lists every lesson; it links what the output folder holds."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                                      autoescape=True)
     readme = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
     course = {"title": readme[0].lstrip("# ").strip() if readme else "Unmasking CNNs",
               "tagline": next((line.strip("* ") for line in readme if line.startswith("*")), ""),
-              "about": "A JupyterLab course that opens up a real ImageNet-pretrained image classifier, "
-              "lesson by lesson, on real photos. These pages are the executed lessons, "
-              "with every figure; the slides are the same lessons as slide decks."}
-    entries = [{"number": lesson.number, "title": lesson.title, "summary": lesson.summary,
-                "href": lesson.page if with_pages else lesson.slides,
-                "slides": lesson.slides if with_slides else None} for lesson in lessons]
-    links = [{"href": page, "label": label} for page, label in pages] if with_pages else []
+              "about": "A JupyterLab course that opens up a real ImageNet-pretrained image "
+                       "classifier, lesson by lesson, on real photos. These pages are the "
+                       "executed lessons, with every figure; the slides are the same lessons "
+                       "as slide decks."}
+    entries = []
+    for lesson in lessons:
+        page = lesson.page if has_page(lesson) else None
+        slides = lesson.slides if has_slides(lesson) else None
+        entries.append({"number": lesson.number, "title": lesson.title,
+                        "summary": lesson.summary, "href": page or slides, "page": page,
+                        "slides": slides})
+    links = [{"href": page, "label": label} for page, label in pages]
     (out / "index.html").write_text(
         environment.get_template("course_index.html.j2").render(
             course=course, lessons=entries, pages=links), encoding="utf-8")
 
 
 def build(out: Path, prefixes: list[str], *, pages: bool, slides: bool) -> int:
+    """Build the chosen lessons (all without prefixes) into out; return the problems found."""
     start = time.perf_counter()
-    lessons = [lesson_info(path) for path in select(prefixes)]
+    everything = [lesson_info(path) for path in select([])]
+    chosen = {path.stem for path in select(prefixes)}
     out.mkdir(parents=True, exist_ok=True)
-    copy_static(out, reveal=slides)
-    linker = Linker(out, lessons, pages=pages)
-    rendered = []
+    plan = Plan(out=out, lessons=everything, chosen=chosen, pages=pages, slides=slides)
+    copy_static(out, reveal=slides or any(plan.has_slides(lesson) for lesson in everything))
+    linker = Linker(out, [lesson for lesson in everything
+                          if (plan.has_page if pages else plan.has_slides)(lesson)],
+                    pages=pages)
     if pages:
-        for source, page, label in PAGES:
+        for source, page, _ in PAGES:
             if (REPO / source).exists():
                 build_page(source, page, out, linker)
-                rendered.append((page, label))
-    for index, lesson in enumerate(lessons):
+    for lesson in everything:
+        if lesson.stem not in chosen:
+            continue
         t0 = time.perf_counter()
         if pages:
-            build_lesson_page(lesson, lessons, index, out, linker, with_slides=slides)
-        counts = build_lesson_slides(lesson, lessons, index, out, linker) if slides else {}
+            build_lesson_page(lesson, plan, linker)
+        counts = build_lesson_slides(lesson, plan, linker) if slides else {}
         deck = (f"  slides {counts['slide']} + sub-slides {counts['subslide']}, "
                 f"{counts['skip']} cells skipped" if counts else "")
         print(f"{lesson.stem:42s} {time.perf_counter() - t0:5.1f} s{deck}")
-    build_index(out, lessons, rendered, with_pages=pages, with_slides=slides)
+    rendered = [(page, label) for _, page, label in PAGES if (out / page).is_file()]
+    build_index(out, everything, rendered, has_page=plan.has_page,
+                has_slides=plan.has_slides)
     for entry in linker.unlinked:
         print(f"unlinked (not part of this build): {entry}")
     elapsed = time.perf_counter() - start
@@ -640,16 +687,21 @@ def check(root: Path, *, quiet: bool = False) -> int:
     return len(problems)
 
 
+COMMANDS = ("all", "site", "slides", "check")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="all", choices=("all", "site", "slides",
-                                                                     "check"),
-                        help="all (default): pages and slides; site: the pages and the "
-                             "index; slides: the slide decks; check: check a built site")
-    parser.add_argument("lessons", nargs="*",
-                        help="notebook name prefixes (e.g. 03 05); for check: the folder")
+    parser.add_argument("words", nargs="*", metavar="[COMMAND] LESSON",
+                        help="a command: all (default: pages and slides), site (the pages "
+                             "and the index), slides (the slide decks) or check (a built "
+                             "site, the folder may follow); then notebook name prefixes "
+                             "(e.g. 03 05)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     args = parser.parse_args(argv)
+    words = list(args.words)
+    args.command = words.pop(0) if words and words[0] in COMMANDS else "all"
+    args.lessons = words
     if args.command == "check":
         return 1 if check(Path(args.lessons[0]) if args.lessons else args.out) else 0
     problems = build(args.out, args.lessons, pages=args.command in ("all", "site"),
