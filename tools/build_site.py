@@ -1,7 +1,8 @@
 """Build the course website and every lesson's slide deck from the executed notebooks.
 
     python tools/build_site.py                      # website + slides into build/site, checked
-    python tools/build_site.py site 03 05           # only lessons 03 and 05 (and the index)
+    python tools/build_site.py 03 05                # lessons 03 and 05 (and the index)
+    python tools/build_site.py site 03              # only lesson 03's page
     python tools/build_site.py slides               # only the slide decks (build/site/slides)
     python tools/build_site.py check build/site     # check a built site's links and assets
     python tools/build_site.py --out DIR ...        # another output folder
@@ -22,7 +23,7 @@ output the cell is skipped). The website shows every cell in full.
 `check` (also run after every build) checks every HTML and CSS file of the site: each local
 link, script, style sheet, image and font resolves to a file, each `#fragment` to an id of
 its page, and no script or style sheet is loaded from the network (links to papers are
-allowed and not followed). It exits non-zero on the first build with a problem.
+allowed and not followed). The command exits non-zero when it finds a problem.
 """
 
 from __future__ import annotations
