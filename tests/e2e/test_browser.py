@@ -8,7 +8,8 @@ run them from the menu, and use their widgets:
 * every notebook under test: *Run All Cells*, the kernel goes idle, no cell
   shows an error (on the page, and in the saved notebook);
 * lesson 00 (photo drop-down, block-size slider), lesson 03 (patch-size
-  slider) and lesson 05 (class and layer drop-downs): the displayed figure's
+  slider) and lesson 05 (class and layer drop-downs, and a photo file uploaded
+  through the photo picker): the displayed figure's
   image data changes after the widget changes, within ``REDRAW_DEADLINE_S``
   (a deadline that catches a figure that never redraws, not a speed target;
   ``benchmarks/responsiveness.py`` measures the speed);
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 from .jupyterlab import (HOW_TO_ENABLE, NOTEBOOKS, JupyterLabServer, NotebookPage,
                          find_chromium, launch_chromium)
@@ -173,7 +176,7 @@ def test_occlusion_patch_size_redraws(open_notebook):
     assert_redraws(notebook, explore, lambda: notebook.nudge(explore, "patch"), "patch-size")
 
 
-def test_gradcam_class_and_layer_redraw(open_notebook):
+def test_gradcam_class_layer_and_uploaded_photo_redraw(open_notebook, tmp_path):
     notebook = open_notebook("05_gradcam.ipynb")
     run_all_without_errors(notebook)
     explore = notebook.cell("widgets.interactive_output(explore")
@@ -181,6 +184,17 @@ def test_gradcam_class_and_layer_redraw(open_notebook):
     # The class is a combobox (a text box with a list of the 1000 classes).
     assert_redraws(notebook, explore, lambda: notebook.enter(explore, "class", "espresso"), "class")
     assert_redraws(notebook, explore, lambda: notebook.choose(explore, "layer"), "layer")
+    # A student's own photo file, through the photo picker's upload button (a file chooser).
+    photo = tmp_path / "my_koala.jpg"
+    photo.write_bytes((DATA / "photos" / "koala.jpg").read_bytes())
+
+    def upload():
+        explore.locator("input[type=file]").set_input_files(str(photo))
+        return photo.name
+
+    assert_redraws(notebook, explore, upload, "upload")
+    chosen = notebook.control(explore, "dropdown", "Photo").locator("option:checked").inner_text()
+    assert chosen == "my_koala (uploaded)", chosen
 
 
 def test_attention_grid_saves_clicked_cells(lab, open_notebook):
