@@ -140,7 +140,8 @@ class PhotoPicker(widgets.VBox, widgets.ValueWidget):
         self._dropdown = widgets.Dropdown(options=options, value=first, description=description,
                                           layout=widgets.Layout(width="420px"))
         self._upload = widgets.FileUpload(accept="image/*", multiple=False,
-                                          description="Upload a photo")
+                                          description="Upload a photo",
+                                          layout=widgets.Layout(width="auto"))
         self._status = widgets.HTML("")
         super().__init__([widgets.HBox([self._dropdown, self._upload]), self._status])
         self._dropdown.observe(self._chosen, names="value")
