@@ -71,12 +71,15 @@ def collection_photos(n=None, *, exclude=(), seed=0) -> list[str]:
     if isinstance(exclude, str):
         exclude = (exclude,)
     try:
-        excluded = {item for item in exclude if isinstance(item, str)}
+        exclude = list(exclude)  # once: a generator could be read only once
     except TypeError:
         raise TypeError(f"exclude must be a photo name or a list of names, not "
                         f"{type(exclude).__name__}") from None
-    if len(excluded) != len(list(exclude)):
-        raise TypeError("exclude must hold photo names (strings)")
+    wrong = [item for item in exclude if not isinstance(item, str)]
+    if wrong:
+        raise TypeError(f"exclude must hold photo names (strings), not "
+                        f"{type(wrong[0]).__name__} ({wrong[0]!r})")
+    excluded = set(exclude)  # a name given twice is excluded once
     seed = check_seed(seed, "seed")
     names = [name for name in photo_collection() if name not in excluded]
     order = np.random.default_rng(seed).permutation(len(names))

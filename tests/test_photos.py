@@ -67,6 +67,9 @@ def test_collection_photos_excludes_shuffles_and_is_reproducible():
     assert len(some) == len(set(some)) == 10 and "koala" not in some
     assert some == h.collection_photos(10, exclude=["koala"], seed=3)
     assert some != h.collection_photos(10, exclude=["koala"], seed=4)
+    assert h.collection_photos(exclude=["koala", "koala"]) == h.collection_photos(exclude="koala")
+    assert h.collection_photos(exclude=(name for name in ["koala"])) == \
+        h.collection_photos(exclude="koala")  # a generator is read once
     left = h.collection_photos(exclude=["koala", "chelsea", "goldfish"])
     assert len(left) == len(everything) - 2
 
