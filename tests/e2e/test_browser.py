@@ -162,9 +162,9 @@ def test_an_error_in_a_cell_is_seen(lab, open_notebook):
 def test_getting_started_widgets_redraw(open_notebook):
     notebook = open_notebook("00_getting_started.ipynb")
     run_all_without_errors(notebook)
-    explore = notebook.cell("widgets.interact(explore")
+    explore = notebook.cell("widgets.interactive_output(explore")
     notebook.shot("interactive", explore)
-    assert_redraws(notebook, explore, lambda: notebook.choose(explore, "photo"), "photo")
+    assert_redraws(notebook, explore, lambda: notebook.choose(explore, "Photo"), "photo")
     assert_redraws(notebook, explore, lambda: notebook.nudge(explore, "block size"), "block-size")
 
 
