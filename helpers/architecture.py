@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .environment import PRESENTATION_WIDTH, panel_layout, presentation_mode
 from .environment import tf  # noqa: F401  (quiet TensorFlow import first)
 import keras
 
@@ -492,6 +493,19 @@ def channel_filters(model: keras.Model, layer, *, scale: str = "filter") -> np.n
     return (slices / limit).astype(np.float32)
 
 
+def _tile_grid(count: int, ncols: int, size: float) -> tuple[int, int, float]:
+    """Rows, columns and tile size of a grid of small tiles (see :func:`helpers.panel_layout`).
+
+    In presentation mode the rows wrap like every grid of the course, and the
+    tiles grow to fill most of the projected width, so that a filter or a
+    feature map is still seen from the back of the room.
+    """
+    rows, columns, size = panel_layout(count, ncols, size)
+    if presentation_mode():
+        size = max(size, 0.8 * PRESENTATION_WIDTH / columns)
+    return rows, columns, size
+
+
 def show_rgb_filters(model: keras.Model, layer=None, *, scale: str = "filter", ncols: int = 8,
                      tile_size: float = 0.9, title: str | None = None):
     """Draw the RGB filters of a first layer as a grid of tiles; returns the figure."""
@@ -501,21 +515,20 @@ def show_rgb_filters(model: keras.Model, layer=None, *, scale: str = "filter", n
     tiles = rgb_filters(model, conv, scale=scale)
     off = dead_filters(filter_weights(model, conv))
     count = len(tiles)
-    ncols = min(ncols, count)
-    nrows = int(np.ceil(count / ncols))
+    nrows, ncols, tile_size = _tile_grid(count, ncols, tile_size)
     fig, axes = plt.subplots(nrows, ncols, figsize=(tile_size * ncols, tile_size * nrows + 0.5),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < count:
             ax.imshow(tiles[i], interpolation="nearest")
-            ax.set_title(f"{i} off" if off[i] else str(i), fontsize=7, pad=2,
+            ax.set_title(f"{i} off" if off[i] else str(i), fontsize="small", pad=2,
                          color="#c44e52" if off[i] else "black")
     kh, kw = tiles.shape[1:3]
     switched_off = f"; {int(off.sum())} off (norm < {DEAD_FILTER_SHARE:g} of the largest)" \
         if off.any() else ""
     fig.suptitle(title or f"{model.name} · {conv.name}: {count} filters of {kh}×{kw}×3 "
-                 f"(grey = 0, scale per {scale}{switched_off})", fontsize=9)
+                 f"(grey = 0, scale per {scale}{switched_off})", fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -691,20 +704,19 @@ def show_feature_maps(model: keras.Model, image, layer, *, count: int = 15, ncol
     maps = activations(model, batch, found, fit=fit)[0]
     channels, means = top_channels(maps, count)
     panels = len(channels) + 1
-    ncols = min(ncols, panels)
-    nrows = int(np.ceil(panels / ncols))
+    nrows, ncols, size = _tile_grid(panels, ncols, size)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.5),
                              squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     axes.flat[0].imshow(batch[0] / 255.0, interpolation="bilinear")
-    axes.flat[0].set_title("photo", fontsize=8)
+    axes.flat[0].set_title("photo", fontsize="small")
     for ax, channel, mean in zip(axes.flat[1:], channels, means):
         ax.imshow(maps[..., channel], cmap=UNSIGNED_CMAP, interpolation="nearest")
-        ax.set_title(f"ch {channel}: {mean:.2f}", fontsize=8)
+        ax.set_title(f"ch {channel}: {mean:.2f}", fontsize="small")
     h_, w_, c_ = maps.shape
     fig.suptitle(f"{found.name}: {h_}×{w_}×{c_}; the {len(channels)} most active channels "
-                 "(title: channel and mean activation)", fontsize=9)
+                 "(title: channel and mean activation)", fontsize="medium")
     fig.tight_layout()
     return fig
 

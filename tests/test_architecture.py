@@ -220,6 +220,30 @@ def test_filter_figures(known, lite0):
     assert tiles.shape == (32, 3, 3, 3) and 0.0 <= tiles.min() and tiles.max() <= 1.0
 
 
+def test_tile_grids_follow_presentation_mode(lite0):
+    """32 stem filters: 8 tiles per row normally; rows of 4 larger tiles on a projector."""
+    from helpers.environment import PRESENTATION_COLUMNS, PRESENTATION_WIDTH
+
+    def columns_and_width(fig):
+        grid = fig.axes[0].get_subplotspec().get_gridspec()
+        return grid.ncols, fig.get_size_inches()[0]
+
+    try:
+        h.setup(presentation=False)
+        normal = h.show_rgb_filters(lite0)
+        h.setup(presentation=True)
+        projected = h.show_rgb_filters(lite0)
+        maps = h.show_feature_maps(lite0, "chelsea", "stem_activation", count=15)
+    finally:
+        h.setup(presentation=False)
+    (normal_columns, normal_width), (columns, width) = map(columns_and_width, (normal, projected))
+    assert normal_columns == 8 and columns == PRESENTATION_COLUMNS == 4
+    assert width > normal_width and width <= PRESENTATION_WIDTH
+    assert columns_and_width(maps)[0] == 4
+    for fig in (normal, projected, maps):
+        plt.close(fig)
+
+
 # ---------------------------------------------------------------- activations
 
 def test_activations_equal_a_hand_computation(known, pixels):
