@@ -227,16 +227,22 @@ def test_random_masks_are_seeded(tiny_cnn, tiny_image):
     assert not np.allclose(first, other)
 
 
-def test_rise_agrees_between_seeds_where_the_papers_estimator_does_not():
-    """Randomised methods are judged by agreement between seeds. A logit near 10 that the
-    top-left quadrant moves only a little: the paper's 1/(N p) estimator then mostly maps
-    how many masks happened to cover each pixel; dividing by that coverage does not."""
+def offset_quadrant_model():
+    """One logit near 10 that the top-left quadrant moves only a little (0.01 per level)."""
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Cropping2D(((0, 16), (0, 16)))(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     dense = keras.layers.Dense(1)
     model = keras.Model(inputs, dense(x))
     dense.set_weights([np.full((3, 1), 0.01 / 3, np.float32), np.full(1, 10.0, np.float32)])
+    return model
+
+
+def test_rise_agrees_between_seeds_where_the_papers_estimator_does_not():
+    """Randomised methods are judged by agreement between seeds. A logit near 10 that the
+    top-left quadrant moves only a little: the paper's 1/(N p) estimator then mostly maps
+    how many masks happened to cover each pixel; dividing by that coverage does not."""
+    model = offset_quadrant_model()
     image = np.full((32, 32, 3), 200.0, np.float32)
     ours, papers = [], []
     for seed in (0, 1):
@@ -255,12 +261,7 @@ def test_rise_agrees_between_seeds_where_the_papers_estimator_does_not():
 def test_binary_masks_agree_between_seeds_where_the_vote_does_not():
     """The +score/-score vote 1/N sum s_i (2 M_i - 1) also counts how far each pixel's
     coverage strayed from N/2, times the mean score; the difference of means does not."""
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Cropping2D(((0, 16), (0, 16)))(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    dense = keras.layers.Dense(1)
-    model = keras.Model(inputs, dense(x))
-    dense.set_weights([np.full((3, 1), 0.01 / 3, np.float32), np.full(1, 10.0, np.float32)])
+    model = offset_quadrant_model()
     image = np.full((32, 32, 3), 200.0, np.float32)
     ours, votes = [], []
     for seed in (0, 1):
