@@ -430,6 +430,17 @@ def test_passes_refine_to_exactly_the_full_map_without_repeating_work(tiny_cnn, 
         np.testing.assert_allclose(coarse, expected / coverage, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("patch_size, stride", [(8, 2), (8, 4), (12, 2), (8, 8), (6, 8), (16, 4)])
+def test_browser_benchmark_counts_the_passes_the_explorer_draws(tiny_cnn, tiny_image, patch_size,
+                                                                stride):
+    """benchmarks/responsiveness.py waits for one figure per pass: its count must be the helper's."""
+    from benchmarks.responsiveness import occlusion_passes as counted
+
+    stride = min(stride, patch_size)  # as lesson 03's explorer does
+    passes = list(h.occlusion_passes(tiny_cnn, tiny_image, patch_size=patch_size, stride=stride))
+    assert counted(patch_size, stride) == len(passes)
+
+
 def test_one_pass_gives_both_scores(tiny_cnn, tiny_image):
     """The engine keeps the logits; the probabilities are their softmax, read on demand."""
     as_probability = h.occlusion_scores(tiny_cnn, tiny_image, patch_size=8, stride=4,

@@ -436,12 +436,19 @@ class NotebookPage:
             .map(img => img.src).join('|')""")
 
     def arm_figure_timer(self, cell) -> None:
-        """Start watching the cell's figures; the clock starts at the next user event."""
+        """Start watching the cell's figures; the clock starts at the next user event.
+
+        Every redraw after the event is recorded (a coarse-to-fine explorer
+        draws several times for one change): ``wait_for_new_figure`` gives the
+        first, ``wait_for_draws`` the n-th.
+        """
         cell.evaluate("""cell => {
             const signature = () => Array.from(cell.querySelectorAll('.widget-output img'))
                 .map(img => img.src);
-            const before = signature();
-            const timer = {start: null, end: null};
+            if (window.__figureTimer && window.__figureTimer.stop) window.__figureTimer.stop();
+            let shown = signature();
+            const count = shown.length;
+            const timer = {start: null, end: null, draws: []};
             window.__figureTimer = timer;
             const startClock = () => { if (timer.start === null) timer.start = performance.now(); };
             for (const type of ['change', 'input', 'keydown', 'pointerdown']) {
@@ -449,20 +456,28 @@ class NotebookPage:
             }
             const observer = new MutationObserver(() => {
                 const now = signature();
-                if (now.length >= before.length && now.length > 0
-                        && now.join('|') !== before.join('|')) {
-                    timer.end = performance.now();
-                    observer.disconnect();
+                if (now.length >= count && now.length > 0 && now.join('|') !== shown.join('|')) {
+                    const time = performance.now();
+                    if (timer.end === null) timer.end = time;
+                    timer.draws.push(time);
+                    shown = now;
                 }
             });
+            timer.stop = () => observer.disconnect();
             observer.observe(cell, {subtree: true, childList: true, attributes: true,
                                     attributeFilter: ['src']});
         }""")
 
     def wait_for_new_figure(self, timeout: float) -> float:
         """Seconds from the user event to the changed figure, measured in the page."""
+        return self.wait_for_draws(1, timeout)[0]
+
+    def wait_for_draws(self, count: int, timeout: float) -> list[float]:
+        """Seconds from the user event to each of the first ``count`` redraws."""
         self.page.wait_for_function(
-            "() => window.__figureTimer && window.__figureTimer.end !== null"
-            " && window.__figureTimer.start !== null", timeout=timeout * 1000, polling=20)
-        timer = self.page.evaluate("() => window.__figureTimer")
-        return (timer["end"] - timer["start"]) / 1000
+            f"() => window.__figureTimer && window.__figureTimer.start !== null"
+            f" && window.__figureTimer.draws.length >= {int(count)}",
+            timeout=timeout * 1000, polling=20)
+        timer = self.page.evaluate("() => ({start: window.__figureTimer.start,"
+                                   " draws: window.__figureTimer.draws})")
+        return [(time - timer["start"]) / 1000 for time in timer["draws"]]
