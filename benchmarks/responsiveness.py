@@ -69,21 +69,10 @@ def timed_changes(notebook: NotebookPage, cell, change, repeats: int, timeout: f
     return seconds
 
 
-def occlusion_passes(patch_size: int, stride: int) -> int:
-    """How many figures lesson 03's explorer draws for a new patch size.
-
-    As ``h.occlusion_passes``: one pass per halving of the grid step, from the
-    largest power of two k with k * stride <= patch_size down to 1.
-    """
-    stride = min(stride, patch_size)
-    count = 1
-    while 2 ** count * stride <= patch_size:
-        count += 1
-    return count
-
-
 def measure_widgets(*, fast: bool, repeats: int, timeout: float, screenshots: Path) -> list[tuple]:
     from playwright.sync_api import sync_playwright
+
+    from helpers import occlusion_pass_count  # lesson 03's explorer draws once per pass
 
     executable = find_chromium()
     if executable is None:
@@ -120,12 +109,13 @@ def measure_widgets(*, fast: bool, repeats: int, timeout: float, screenshots: Pa
 
         occlusion = open_lesson("03_occlusion.ipynb")
         explore = occlusion.cell("control.observe(on_change")
-        stride = int(occlusion.control(explore, "slider", "stride").locator(".noUi-handle")
-                     .first.get_attribute("aria-valuenow"))
+        stride = round(float(occlusion.control(explore, "slider", "stride").locator(".noUi-handle")
+                     .first.get_attribute("aria-valuenow")))
         rows.append(("03_occlusion.ipynb", f"patch size (slider, stride {stride}; computed "
                      "coarse to fine)", timed_changes(
-                         occlusion, explore, lambda i: int(occlusion.nudge(explore, "patch")),
-                         repeats, timeout, draws=lambda patch: occlusion_passes(patch, stride))))
+                         occlusion, explore,
+                         lambda i: round(float(occlusion.nudge(explore, "patch"))), repeats,
+                         timeout, draws=lambda patch: occlusion_pass_count(patch, stride))))
         rows.append(("03_occlusion.ipynb", "class (drop-down; cached scores)", timed_changes(
             occlusion, explore, lambda i: occlusion.choose(explore, "class"), repeats, timeout)))
         occlusion.shot("after", explore)

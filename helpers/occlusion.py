@@ -55,6 +55,7 @@ __all__ = [
     "random_mask_map",
     "occlusion_scores",
     "occlusion_passes",
+    "occlusion_pass_count",
     "random_mask_scores",
     "occlusion_reference",
 ]
@@ -190,9 +191,7 @@ def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, bas
     score_positions = _position_scorer(model, image, masks, baseline, batch_size, progress,
                                        engine)
     rows, cols = masks.grid_shape
-    step = 1
-    while step * 2 * stride <= patch_size:
-        step *= 2
+    step = 2 ** (occlusion_pass_count(patch_size, stride) - 1)
     computed = np.zeros(masks.count, dtype=bool)
     clean, scores = None, None
     while step >= 1:
@@ -208,6 +207,21 @@ def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, bas
         yield OcclusionScores(masks, clean, scores.copy(), baseline, score,
                               computed=None if computed.all() else computed.copy())
         step //= 2
+
+
+def occlusion_pass_count(patch_size: int, stride: int) -> int:
+    """How many passes :func:`occlusion_passes` makes: 1 + log2 of its first grid step.
+
+    The first pass scores every k-th position with k the largest power of two
+    for which ``k * stride <= patch_size``; each pass halves k down to 1.
+    Patch 32, stride 8: k = 4, so 3 passes; patch 64, stride 8: 4 passes.
+    """
+    patch_size = positive_int(patch_size, "patch_size")
+    stride = positive_int(stride, "stride")
+    if stride > patch_size:
+        raise ValueError(f"stride {stride} is larger than patch_size {patch_size}; use a stride "
+                         "of 1..patch_size")
+    return (patch_size // stride).bit_length()
 
 
 OCCLUSION_ENGINES = ("auto", "full", "incremental")

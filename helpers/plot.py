@@ -12,6 +12,9 @@ centred on zero with symmetric limits (-m..m, m the largest magnitude), so
 white means zero, red for the class and blue against it. ``show``,
 ``overlay`` and ``show_grid`` choose by the map's sign unless ``cmap=`` is
 given.
+
+``show_figure`` puts a finished figure into an ipywidgets ``Output``: the
+way for an explorer that redraws from a callback the kernel runs later.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from .environment import panel_layout
 
-__all__ = ["show", "show_grid", "overlay", "UNSIGNED_CMAP", "SIGNED_CMAP", "map_cmap"]
+__all__ = ["show", "show_grid", "show_figure", "overlay", "UNSIGNED_CMAP", "SIGNED_CMAP", "map_cmap"]
 
 UNSIGNED_CMAP = "inferno"
 SIGNED_CMAP = "RdBu_r"
@@ -161,3 +164,59 @@ def show_grid(images=None, heatmaps=None, *, titles=None, ncols: int = 4,
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def show_figure(output, fig=None, *, close: bool = True) -> None:
+    """Show a matplotlib figure in an ipywidgets ``Output``, replacing what it showed.
+
+    The figure is rendered the way the notebook renders figures (the inline
+    backend's format and settings: JPEG after :func:`setup`) and becomes the
+    widget's only output in one state update, so the old figure is swapped
+    for the new one with no blank frame in between.
+
+    Unlike ``with output: plt.show()``, this also works from code the kernel
+    runs after a widget event has been handled, such as a callback scheduled
+    with ``IOLoop.current().add_callback`` (lesson 03's explorer refines its
+    map that way, one pass per turn of the kernel's loop). JupyterLab routes
+    what ``with output:`` captures through the request that was running, and
+    once that request has finished it drops those outputs: the figure would
+    never appear. ``fig`` defaults to the current figure; it is closed
+    afterwards unless ``close=False``.
+    """
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    try:
+        from ipywidgets import Output
+    except ImportError as error:  # pragma: no cover - ipywidgets is a requirement
+        raise ImportError("show_figure needs ipywidgets (pip install -r requirements.txt)") from error
+    if not isinstance(output, Output):
+        raise TypeError(f"output must be an ipywidgets.Output, not {type(output).__name__}")
+    if fig is None:
+        fig = plt.gcf()
+    elif not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure or None, not {type(fig).__name__}")
+    if not isinstance(close, (bool, np.bool_)):
+        raise TypeError(f"close must be True or False, not {type(close).__name__}")
+    data, metadata = {}, {}
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        shell = None
+    if shell is not None:
+        data, metadata = shell.display_formatter.format(fig)
+    if not any(kind.startswith("image/") for kind in data):
+        # Outside a notebook (or with no image formatter registered): a PNG, as savefig makes it.
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+        data = {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                "text/plain": repr(fig)}
+        metadata = {}
+    output.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
+    if close:
+        plt.close(fig)

@@ -113,3 +113,43 @@ def test_show_grid_of_29_panels_wraps_on_a_projector():
     fig = h.show_grid(heatmaps=maps, ncols=29, colorbar=False)
     assert len({round(ax.get_position().y0, 3) for ax in fig.axes if ax.images}) == 1
     plt.close(fig)
+
+
+def test_show_figure_replaces_the_output_with_the_rendered_figure():
+    """One display_data output holding the figure's pixels; a second call replaces it."""
+    import base64
+    import io
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    output = widgets.Output()
+    for colour in ("red", "blue"):
+        fig, ax = plt.subplots(figsize=(2, 1), dpi=50)
+        fig.patch.set_facecolor(colour)
+        ax.set_axis_off()
+        h.show_figure(output, fig)
+        assert not plt.fignum_exists(fig.number), "the figure is closed once shown"
+        assert len(output.outputs) == 1 and output.outputs[0]["output_type"] == "display_data"
+        png = base64.b64decode(output.outputs[0]["data"]["image/png"])
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+        expected = {"red": (255, 0, 0), "blue": (0, 0, 255)}[colour]
+        assert (np.abs(pixels.astype(int) - expected).max(axis=1) < 8).mean() > 0.9
+    fig = plt.figure()
+    h.show_figure(output, fig, close=False)
+    assert plt.fignum_exists(fig.number)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("output, fig, close, match", [
+    ("not a widget", None, True, "output must be an ipywidgets.Output, not str"),
+    (None, "figure", True, "fig must be a matplotlib Figure or None, not str"),
+    (None, None, "yes", "close must be True or False, not str"),
+])
+def test_show_figure_rejects_what_it_cannot_show(output, fig, close, match):
+    import ipywidgets as widgets
+
+    with pytest.raises(TypeError, match=match):
+        h.show_figure(widgets.Output() if output is None else output, fig, close=close)

@@ -430,15 +430,23 @@ def test_passes_refine_to_exactly_the_full_map_without_repeating_work(tiny_cnn, 
         np.testing.assert_allclose(coarse, expected / coverage, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("patch_size, stride", [(8, 2), (8, 4), (12, 2), (8, 8), (6, 8), (16, 4)])
-def test_browser_benchmark_counts_the_passes_the_explorer_draws(tiny_cnn, tiny_image, patch_size,
-                                                                stride):
-    """benchmarks/responsiveness.py waits for one figure per pass: its count must be the helper's."""
-    from benchmarks.responsiveness import occlusion_passes as counted
-
-    stride = min(stride, patch_size)  # as lesson 03's explorer does
+@pytest.mark.parametrize("patch_size, stride", [(8, 2), (8, 4), (12, 2), (8, 8), (6, 3), (16, 4),
+                                                (16, 1)])
+def test_pass_count_is_the_number_of_passes(tiny_cnn, tiny_image, patch_size, stride):
+    """Lesson 03's explorer titles its maps "pass i of n"; the browser benchmark waits for n."""
     passes = list(h.occlusion_passes(tiny_cnn, tiny_image, patch_size=patch_size, stride=stride))
-    assert counted(patch_size, stride) == len(passes)
+    assert h.occlusion_pass_count(patch_size, stride) == len(passes)
+    assert [p.computed is None for p in passes] == [False] * (len(passes) - 1) + [True]
+
+
+@pytest.mark.parametrize("patch_size, stride, error, match", [
+    (8, 16, ValueError, "stride 16 is larger than patch_size 8"),
+    (0, 1, ValueError, "patch_size"),
+    (8, 2.5, TypeError, "stride"),
+])
+def test_pass_count_rejects_bad_sizes(patch_size, stride, error, match):
+    with pytest.raises(error, match=match):
+        h.occlusion_pass_count(patch_size, stride)
 
 
 def test_one_pass_gives_both_scores(tiny_cnn, tiny_image):
