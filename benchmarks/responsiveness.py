@@ -12,7 +12,9 @@ interactive sections are driven like a student would: the Grad-CAM class box
 and layer drop-down, the occlusion patch-size slider (a new size each time, so
 the occlusion is computed, not read from the lesson's cache) and class
 drop-down (scores cached). Each time is measured in the page, from the user
-event to the moment the figure's image data changes (EfficientNet-Lite0).
+event to the moment the figure's image data changes (EfficientNet-Lite0): to
+the first new figure, and to the final one (lesson 03's explorer draws one
+figure per coarse-to-fine pass, ``h.occlusion_pass_count`` of them).
 
 Notebooks: the wall time of executing every lesson in fast and in full mode
 (``tools/run_notebooks.py --check``: copies are executed, the committed
