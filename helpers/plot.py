@@ -23,7 +23,8 @@ import numpy as np
 
 from .environment import panel_layout
 
-__all__ = ["show", "show_grid", "show_figure", "overlay", "UNSIGNED_CMAP", "SIGNED_CMAP", "map_cmap"]
+__all__ = ["show", "show_grid", "show_figure", "overlay", "UNSIGNED_CMAP", "SIGNED_CMAP",
+           "map_cmap"]
 
 UNSIGNED_CMAP = "inferno"
 SIGNED_CMAP = "RdBu_r"
@@ -189,10 +190,7 @@ def show_figure(output, fig=None, *, close: bool = True) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    try:
-        from ipywidgets import Output
-    except ImportError as error:  # pragma: no cover - ipywidgets is a requirement
-        raise ImportError("show_figure needs ipywidgets (pip install -r requirements.txt)") from error
+    from ipywidgets import Output
     if not isinstance(output, Output):
         raise TypeError(f"output must be an ipywidgets.Output, not {type(output).__name__}")
     if fig is None:
