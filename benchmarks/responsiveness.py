@@ -116,12 +116,10 @@ def measure_widgets(*, fast: bool, repeats: int, timeout: float, screenshots: Pa
 
         occlusion = open_lesson("03_occlusion.ipynb")
         explore = occlusion.cell("control.observe(on_change")
-        stride = round(float(occlusion.control(explore, "slider", "stride").locator(".noUi-handle")
-                     .first.get_attribute("aria-valuenow")))
+        stride = occlusion.slider_value(explore, "stride")
         rows.append(("03_occlusion.ipynb", f"patch size (slider, stride {stride}; computed "
                      "coarse to fine)", timed_changes(
-                         occlusion, explore,
-                         lambda i: round(float(occlusion.nudge(explore, "patch"))), repeats,
+                         occlusion, explore, lambda i: occlusion.nudge(explore, "patch"), repeats,
                          timeout, draws=lambda patch: occlusion_pass_count(patch, stride))))
         rows.append(("03_occlusion.ipynb", "class (drop-down; cached scores)", timed_changes(
             occlusion, explore, lambda i: occlusion.choose(explore, "class"), repeats, timeout)))

@@ -99,6 +99,17 @@ def baseline_image(image, baseline="grey", *, blur_sigma: float | None = None,
     return np.ascontiguousarray(values, dtype=np.float32)
 
 
+def check_patch_and_stride(patch_size, stride) -> tuple[int, int]:
+    """``patch_size`` and ``stride`` as ints: positive, and the stride no larger than the patch."""
+    patch_size = positive_int(patch_size, "patch_size")
+    stride = positive_int(stride, "stride")
+    if stride > patch_size:
+        raise ValueError(
+            f"stride {stride} is larger than patch_size {patch_size}: pixels between patches "
+            "would never be hidden; use a stride of 1..patch_size")
+    return patch_size, stride
+
+
 def patch_starts(length: int, patch_size: int, stride: int) -> np.ndarray:
     """First pixel of every patch position along one axis (may be negative).
 
@@ -110,16 +121,11 @@ def patch_starts(length: int, patch_size: int, stride: int) -> np.ndarray:
     positions (-8, 0, ..., 200).
     """
     length = positive_int(length, "the image size")
-    patch_size = positive_int(patch_size, "patch_size")
-    stride = positive_int(stride, "stride")
+    patch_size, stride = check_patch_and_stride(patch_size, stride)
     if patch_size > length:
         raise ValueError(
             f"patch_size {patch_size} is larger than the image ({length} pixels); use "
             f"1..{length}")
-    if stride > patch_size:
-        raise ValueError(
-            f"stride {stride} is larger than patch_size {patch_size}: pixels between patches "
-            "would never be hidden; use a stride of 1..patch_size")
     overhang = max(0, patch_size // 2 - stride)
     positions = math.ceil((length + 2 * overhang - patch_size) / stride) + 1
     covered = (positions - 1) * stride + patch_size

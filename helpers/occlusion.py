@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .environment import choose, tf
-from .masks import PatchMasks, RandomMasks, baseline_image
+from .masks import PatchMasks, RandomMasks, baseline_image, check_patch_and_stride
 from .pipeline import (batches, cached, check_choice, explanation_call, holder,
                        model_batch, model_spec, positive_int)
 
@@ -216,11 +216,7 @@ def occlusion_pass_count(patch_size: int, stride: int) -> int:
     for which ``k * stride <= patch_size``; each pass halves k down to 1.
     Patch 32, stride 8: k = 4, so 3 passes; patch 64, stride 8: 4 passes.
     """
-    patch_size = positive_int(patch_size, "patch_size")
-    stride = positive_int(stride, "stride")
-    if stride > patch_size:
-        raise ValueError(f"stride {stride} is larger than patch_size {patch_size}; use a stride "
-                         "of 1..patch_size")
+    patch_size, stride = check_patch_and_stride(patch_size, stride)
     return (patch_size // stride).bit_length()
 
 

@@ -188,9 +188,10 @@ def show_figure(output, fig=None, *, close: bool = True) -> None:
     import io
 
     import matplotlib.pyplot as plt
+    from IPython import get_ipython
+    from ipywidgets import Output
     from matplotlib.figure import Figure
 
-    from ipywidgets import Output
     if not isinstance(output, Output):
         raise TypeError(f"output must be an ipywidgets.Output, not {type(output).__name__}")
     if fig is None:
@@ -199,15 +200,8 @@ def show_figure(output, fig=None, *, close: bool = True) -> None:
         raise TypeError(f"fig must be a matplotlib Figure or None, not {type(fig).__name__}")
     if not isinstance(close, (bool, np.bool_)):
         raise TypeError(f"close must be True or False, not {type(close).__name__}")
-    data, metadata = {}, {}
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
-        shell = None
-    if shell is not None:
-        data, metadata = shell.display_formatter.format(fig)
+    shell = get_ipython()
+    data, metadata = shell.display_formatter.format(fig) if shell is not None else ({}, {})
     if not any(kind.startswith("image/") for kind in data):
         # Outside a notebook (or with no image formatter registered): a PNG, as savefig makes it.
         buffer = io.BytesIO()

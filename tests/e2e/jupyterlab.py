@@ -423,12 +423,18 @@ class NotebookPage:
         self.control(cell, "text", description).locator("input").fill(value)
         return value
 
-    def nudge(self, cell, description: str, key: str = "ArrowRight") -> str:
+    def slider_value(self, cell, description: str) -> int | float:
+        """A slider's value as the page shows it (an int for an IntSlider)."""
+        handle = self.control(cell, "slider", description).locator(".noUi-handle").first
+        value = float(handle.get_attribute("aria-valuenow"))  # "8.0" for an IntSlider's 8
+        return int(value) if value.is_integer() else value
+
+    def nudge(self, cell, description: str, key: str = "ArrowRight") -> int | float:
         """Move a slider one step with the keyboard (as a student would); new value."""
         handle = self.control(cell, "slider", description).locator(".noUi-handle").first
         handle.focus()
         handle.press(key)
-        return handle.get_attribute("aria-valuenow")
+        return self.slider_value(cell, description)
 
     def figure_signature(self, cell) -> str:
         """The image data shown by the cell's widget output (what changes on redraw)."""
@@ -448,7 +454,7 @@ class NotebookPage:
             if (window.__figureTimer && window.__figureTimer.stop) window.__figureTimer.stop();
             let shown = signature();
             const count = shown.length;
-            const timer = {start: null, end: null, draws: []};
+            const timer = {start: null, draws: []};
             window.__figureTimer = timer;
             const startClock = () => { if (timer.start === null) timer.start = performance.now(); };
             for (const type of ['change', 'input', 'keydown', 'pointerdown']) {
@@ -457,9 +463,7 @@ class NotebookPage:
             const observer = new MutationObserver(() => {
                 const now = signature();
                 if (now.length >= count && now.length > 0 && now.join('|') !== shown.join('|')) {
-                    const time = performance.now();
-                    if (timer.end === null) timer.end = time;
-                    timer.draws.push(time);
+                    timer.draws.push(performance.now());
                     shown = now;
                 }
             });

@@ -185,12 +185,11 @@ def test_occlusion_patch_size_redraws(open_notebook):
     run_all_without_errors(notebook)
     explore = notebook.cell("control.observe(on_change")
     notebook.shot("interactive", explore)
-    stride = round(float(notebook.control(explore, "slider", "stride").locator(".noUi-handle")
-                         .first.get_attribute("aria-valuenow")))
+    stride = notebook.slider_value(explore, "stride")
     # Coarse to fine: every pass must reach the page, not only the first (a pass that runs in a
     # later turn of the kernel is drawn outside the widget event that started it).
-    assert_redraws(notebook, explore, lambda: round(float(notebook.nudge(explore, "patch"))),
-                   "patch-size", draws=lambda patch: h.occlusion_pass_count(patch, stride))
+    assert_redraws(notebook, explore, lambda: notebook.nudge(explore, "patch"), "patch-size",
+                   draws=lambda patch: h.occlusion_pass_count(patch, stride))
 
 
 def test_gradcam_class_layer_and_uploaded_photo_redraw(open_notebook, tmp_path):
