@@ -191,7 +191,7 @@ def _texts_verdict(answer, expected, revisit) -> bool:
 
 
 def check_answer(answer, expected, *, tolerance=None, relative=None, unit: str = "",
-                 revisit: str = "") -> bool:
+                 revisit: str = "", on_defaults: bool = True) -> bool | None:
     """Print whether ``answer`` matches ``expected`` and return True or False.
 
     Parameters
@@ -211,16 +211,25 @@ def check_answer(answer, expected, *, tolerance=None, relative=None, unit: str =
         Printed after numbers ("px", "%", "cells").
     revisit
         The section to read again, printed when the answer is not right.
+    on_defaults
+        Whether the notebook runs with the parameters ``expected`` was measured
+        for (a lesson passes e.g. ``on_defaults=MODEL_NAME == "efficientnet_lite0"``).
+        False: the check says plainly that it knows the answer only for the
+        defaults, points to the solution, and returns None.
 
     Returns
     -------
-    bool
-        True when right.
+    bool or None
+        True when right, False when not (or not answered yet), None when the
+        parameters differ from those ``expected`` was measured for.
     """
     if not isinstance(unit, str):
         raise TypeError(f"unit must be a text such as 'px', not {type(unit).__name__}")
     if not isinstance(revisit, str):
         raise TypeError(f"revisit must be a text naming a section, not {type(revisit).__name__}")
+    if not _is_bool(on_defaults):
+        raise TypeError(f"on_defaults must be True or False, not {type(on_defaults).__name__} "
+                        f"({on_defaults!r})")
     tolerance = _bound("tolerance", tolerance)
     relative = _bound("relative", relative)
     numeric = _is_number(expected) or (
@@ -238,6 +247,10 @@ def check_answer(answer, expected, *, tolerance=None, relative=None, unit: str =
     if answer is None:
         print("Fill in your answer (replace None with it), then run this cell again.")
         return False
+    if not on_defaults:
+        print("This self-check knows the answer for the lesson's default parameters only, and "
+              "you changed them: open the solution and run its code on your settings to compare.")
+        return None
     if numeric and tolerance is None and relative is None:
         whole = all(_is_integral(value) for value in np.ravel(np.asarray(expected, dtype=object)))
         relative = 0.0 if whole else DEFAULT_RELATIVE

@@ -123,3 +123,14 @@ def test_sets_and_sequences_of_texts(capsys):
 def test_bad_arguments_raise_clear_errors(answer, expected, kwargs, error, message):
     with pytest.raises(error, match=message):
         h.check_answer(answer, expected, **kwargs)
+
+
+def test_off_the_defaults_the_check_says_so_instead_of_judging(capsys):
+    # A student who re-runs a lesson with another model or photo must not see a correct
+    # answer rejected against a value measured for the defaults.
+    result, out = verdict(capsys, 0.30, 0.43, tolerance=0.02, on_defaults=False)
+    assert result is None and "default parameters only" in out and "Right" not in out
+    result, out = verdict(capsys, None, 0.43, on_defaults=False)
+    assert result is False and "Fill in your answer" in out
+    with pytest.raises(TypeError, match="on_defaults"):
+        h.check_answer(0.4, 0.43, on_defaults="yes")

@@ -5,7 +5,10 @@
     python tools/run_notebooks.py --check         # execute copies, keep the originals
 
 Outputs are kept (a reader sees every figure without running anything);
-the saved ipywidgets state is dropped, since live widgets need a kernel
+each worked solution's code (the ```python block inside a lesson's
+``<details><summary>Solution</summary>``) is run after the lesson, in its
+kernel, and what it prints is written into the solution as a ```text block, so
+the explanation beside it can quote it; the saved ipywidgets state is dropped, since live widgets need a kernel
 anyway and the state of a large drop-down can weigh hundreds of kB.
 Prints a table of execution times and file sizes.
 """
@@ -23,6 +26,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import lessons  # noqa: E402
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SIZE_LIMIT = 2 * 1024 * 1024
 
@@ -38,14 +44,54 @@ def select(prefixes: list[str]) -> list[Path]:
     return chosen
 
 
+SOLUTION_OUTPUT_LINES = 40
+
+
+def printed_text(cell) -> str:
+    """What a solution printed: its stdout and the value of its last line."""
+    parts = []
+    for output in cell.outputs:
+        if output.output_type == "error":
+            raise RuntimeError(f"a solution raised {output.ename}: {output.evalue}\n"
+                               f"{cell.source}")
+        if output.output_type == "stream" and output.name == "stdout":
+            parts.append(output.text)
+        elif output.output_type == "execute_result" and "text/plain" in output.data:
+            parts.append(output.data["text/plain"] + "\n")
+    lines = "".join(parts).rstrip("\n").splitlines()
+    if len(lines) > SOLUTION_OUTPUT_LINES:
+        lines = lines[:SOLUTION_OUTPUT_LINES] + ["..."]
+    return "\n".join(lines)
+
+
+def with_output(solution_markdown: str, printed: str) -> str:
+    """A solution block with its ```text output block written after its code."""
+    start = solution_markdown.find("```python")
+    end = solution_markdown.find("```", start + len("```python")) + 3
+    rest = solution_markdown[end:]
+    stripped = rest.lstrip()
+    if stripped.startswith("```text"):
+        rest = stripped[stripped.find("```", len("```text")) + 3:]
+    block = f"\n\n```text\n{printed}\n```" if printed else ""
+    return solution_markdown[:end] + block + "\n\n" + rest.lstrip("\n")
+
+
 def execute(path: Path, *, fast: bool, timeout: int, write_to: Path) -> float:
     notebook = nbformat.read(path, as_version=4)
     os.environ["UNMASKING_CNNS_FAST"] = "1" if fast else "0"
+    solutions = [s for s in lessons.solutions(notebook) if s.code]
+    lesson_cells = len(notebook.cells)
+    notebook.cells += [nbformat.v4.new_code_cell(s.code) for s in solutions]
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
+    printed = [printed_text(cell) for cell in notebook.cells[lesson_cells:]]
+    del notebook.cells[lesson_cells:]
+    for solution, text in zip(solutions, printed):
+        cell = notebook.cells[solution.cell]
+        cell.source = cell.source.replace(solution.raw, with_output(solution.raw, text), 1)
     notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, write_to)
     return elapsed
