@@ -58,7 +58,9 @@ DEFAULT_OUT = REPO / "build" / "site"
 
 # Course pages rendered beside the lessons, when present: (source, page, label on the index).
 PAGES = (("README.md", "readme.html", "About the course, setup and the helpers package"),
-         ("TEACHING.md", "teaching.html", "Teacher's guide"))
+         ("TEACHING.md", "teaching.html", "Teacher's guide"),
+         ("helpers/README.md", "helpers.html", "The helpers package, lesson by lesson"),
+         ("benchmarks/README.md", "benchmarks.html", "Performance"))
 
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 # The parts of MathJax 2.7 its TeX-to-HTML-CSS configuration loads (of 9.6 MB: the
@@ -512,7 +514,7 @@ def build_page(source: str, page: str, out: Path, linker) -> str:
                   if line.startswith("#")), source)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
     notebook.metadata["title"] = title
-    linker.notebook(notebook, REPO, page)
+    linker.notebook(notebook, (REPO / source).parent, page)
     resources = {"uc": {"root": "", "lesson": None, "slides": None, "previous": None,
                         "next": None},
                  "metadata": {"name": Path(source).stem, "path": str(REPO)}}
