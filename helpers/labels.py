@@ -24,13 +24,24 @@ __all__ = [
     "decode",
 ]
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+def _data_dir() -> Path:
+    """The course's data: helpers/data in an installed wheel, data/ in a checkout."""
+    installed = Path(__file__).resolve().parent / "data"
+    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "data"
+
+
+DATA_DIR = _data_dir()
 NUM_CLASSES = 1000
 
 
 @functools.lru_cache(maxsize=1)
 def _classes() -> tuple[dict, ...]:
     path = DATA_DIR / "imagenet_classes.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the course's data is missing ({path} not found): install helpers from the "
+            "course's checkout (pip install -e .) or from a wheel built from it "
+            "(pip install . or python -m pip wheel .), which carries data/ inside")
     rows = json.loads(path.read_text(encoding="utf-8"))
     if len(rows) != NUM_CLASSES or [row["index"] for row in rows] != list(range(NUM_CLASSES)):
         raise RuntimeError(f"{path} is damaged: expected 1000 classes in order")

@@ -36,9 +36,10 @@ from __future__ import annotations
 import functools
 import numbers
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from .labels import DATA_DIR
 
 __all__ = [
     "CARTON",
@@ -73,8 +74,7 @@ __all__ = [
 CARTON = 478                        # ImageNet class "carton"
 WATERMARK_TEXT = "捷径捷径捷径"        # "shortcut" three times, ImageNet-W's watermark
 LATIN_TEXT = "shortcut"             # the same word in Latin letters: the control
-FONT_PATH = (Path(__file__).resolve().parent.parent / "data" / "fonts"
-             / "watermark-serif-sc-extralight-subset.otf")
+FONT_PATH = DATA_DIR / "fonts" / "watermark-serif-sc-extralight-subset.otf"
 # ImageNet-W's font size per image size; other sizes get int(size / 6.22).
 _RECIPE_FONT_SIZES = {224: 36, 384: 62, 512: 82, 518: 84}
 PAPER, INK = 235.0, 20.0            # grey levels of the digits' paper and ink
