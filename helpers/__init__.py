@@ -26,7 +26,6 @@ from .maximization import *  # noqa: F401,F403
 from .feature_vis import *  # noqa: F401,F403
 from .adversarial import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
-from .attention import *  # noqa: F401,F403
 from .noise import *  # noqa: F401,F403
 from .shap_explain import *  # noqa: F401,F403
 from .integrated_gradients import *  # noqa: F401,F403
@@ -34,3 +33,26 @@ from .surrogate import *  # noqa: F401,F403
 from .exercises import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
+
+# helpers.attention is imported on first use: ``python -m helpers.attention`` then runs
+# the module once, as the command, instead of a second copy of an imported module.
+_LAZY = ("attention",)
+
+
+def __getattr__(name):
+    import importlib
+
+    for module_name in _LAZY:
+        module = importlib.import_module(f".{module_name}", __name__)
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    import importlib
+
+    names = set(globals())
+    for module_name in _LAZY:
+        names.update(importlib.import_module(f".{module_name}", __name__).__all__)
+    return sorted(names)

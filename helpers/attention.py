@@ -43,10 +43,12 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import re
+import stat
+import struct
 import sys
-import warnings
-import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,11 +69,6 @@ __all__ = [
     "class_agreement",
     "compare_with_class",
 ]
-
-# ``python -m helpers.attention`` runs this module after the package imported it; the
-# module is the same code either way, so runpy's warning about it says nothing useful.
-warnings.filterwarnings("ignore", message=r"'helpers\.attention' found in sys\.modules",
-                        category=RuntimeWarning)
 
 ATTENTION_FORMAT = "unmasking-cnns-attention"
 ATTENTION_VERSION = 1
@@ -230,14 +227,11 @@ def load_annotation(path) -> AttentionAnnotation:
     """Read and validate one annotation file; a clear ValueError says what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no annotation file at '{path}'")
+        raise FileNotFoundError(f"no annotation file at '{_display(path)}'")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"'{path}' is not valid JSON: {error}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"'{path}' is not a UTF-8 text file") from None
-    return AttentionAnnotation.from_dict(data, source=f"'{path}'")
+        return _parse(_read_file(path, follow=True))
+    except ValueError as error:
+        raise ValueError(f"'{_display(path)}' {error}") from None
 
 
 def load_annotations(folder=None, *, image: str | None = None,
@@ -343,7 +337,7 @@ class Collection:
                  f"valid files ({len(self.duplicates)} duplicates, {len(self.replaced)} older "
                  f"answers replaced, {len(self.invalid)} invalid files skipped)"]
         for (image, name), found in self.groups().items():
-            lines.append(f"  {image} / {name}: {len(found)} student(s)")
+            lines.append(f"  {_display(image)} / {name}: {len(found)} student(s)")
         for source, reason in self.invalid:
             lines.append(f"  skipped {source}: {reason}")
         return "\n".join(lines)
@@ -351,45 +345,330 @@ class Collection:
     __repr__ = __str__
 
 
-def _annotation_files(source: Path):
-    """(label, bytes) for every .json answer in a folder (recursively), a zip file or a file."""
-    if source.is_dir():
-        for path in sorted(source.rglob("*.json")):
-            if not any(part.startswith(".") for part in path.relative_to(source).parts):
-                yield str(path), path.read_bytes()
-    elif source.is_file() and source.suffix.lower() == ".zip":
+# --------------------------------------------------------------------------
+# Reading hand-ins: every file and zip member is bounded and checked on its own
+# --------------------------------------------------------------------------
+
+MAX_ANSWER_BYTES = 1_000_000     # an answer is a few kB; a larger file or zip member is refused
+MAX_ZIP_MEMBERS = 20_000         # a class of 40 students x 20 photos hands in 800
+MAX_ZIP_DIRECTORY = 4 * 2 ** 20  # bytes of a zip's table of contents (about 80 bytes a member)
+MAX_FILE_NAME = 255              # bytes of a file name on common file systems (ext4, APFS, NTFS)
+_CHUNK = 64 * 1024
+
+_EOCD = struct.Struct("<4s4H2LH")            # end of central directory record
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")   # central directory entry
+_LOCAL = struct.Struct("<4s2B4HL2L2H")       # local file header
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates escaped, so that a hand-in's
+    names cannot break a report line or its encoding."""
+    try:  # undecodable bytes of a file name come back as themselves, then shown as \xNN
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in text)
+
+
+def _display(name) -> str:
+    """A file or member name as printable text, very long names shortened."""
+    text = name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else str(name)
+    text = _printable(text)
+    return text if len(text) <= 240 else f"{text[:160]}...{text[-60:]}"
+
+
+def _read_bounded(descriptor: int, what: str) -> bytes:
+    """At most MAX_ANSWER_BYTES from an open regular file, counting what is actually read."""
+    parts, total = [], 0
+    while True:
+        chunk = os.read(descriptor, _CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        total += len(chunk)
+        if total > MAX_ANSWER_BYTES:
+            raise ValueError(f"is larger than {MAX_ANSWER_BYTES:,} bytes: not an attention "
+                             f"answer ({what})")
+        parts.append(chunk)
+
+
+def _read_file(path, *, follow: bool) -> bytes:
+    """A regular file's bytes, bounded; with ``follow=False`` a symbolic link is refused.
+
+    Opened non-blocking (a FIFO cannot hang the merge) and checked with fstat after
+    opening, so what is read is the regular file that was checked."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        if not follow and os.path.islink(path):
+            raise ValueError("is a symbolic link: not followed (copy the file itself)") from None
+        raise ValueError(f"cannot be opened: {error.strerror or error}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError("is not a regular file (a device, pipe or socket): not read")
+        return _read_bounded(descriptor, "a file")
+    except OSError as error:
+        raise ValueError(f"cannot be read: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
+
+
+def _folder_files(root: Path):
+    """(label, bytes or ValueError) for every ``*.json`` in a folder and its subfolders.
+
+    Hidden files and folders are skipped; symbolic links are never followed (a
+    link named ``*.json`` or leading to a folder is reported); only regular files
+    are read. Iterative, so a deep tree cannot exhaust the stack."""
+    pending = [os.fspath(root)]
+    while pending:
+        folder = pending.pop()
         try:
-            archive = zipfile.ZipFile(source)
-        except zipfile.BadZipFile:
-            raise ValueError(f"'{source}' is not a readable zip file") from None
-        with archive:
-            for info in sorted(archive.infolist(), key=lambda i: i.filename):
-                name = info.filename
-                if info.is_dir() or not name.lower().endswith(".json") or \
-                        "__MACOSX" in name or Path(name).name.startswith("."):
-                    continue
-                if info.file_size > 1_000_000:  # an answer is a few kB; refuse anything huge
-                    yield f"{source}:{name}", None
-                    continue
-                yield f"{source}:{name}", archive.read(info)
-    elif source.is_file() and source.suffix.lower() == ".json":
-        yield str(source), source.read_bytes()
-    elif source.exists():
-        raise ValueError(f"'{source}' is neither a folder, a .zip nor a .json file")
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as error:
+            yield _display(folder), ValueError(f"cannot be listed: {error.strerror or error}")
+            continue
+        for entry in reversed(entries):  # the stack pops subfolders in name order
+            if entry.name.startswith("."):
+                continue
+            json_name = entry.name.lower().endswith(".json")
+            try:
+                if entry.is_symlink():
+                    if json_name or os.path.isdir(entry.path):
+                        yield _display(entry.path), ValueError(
+                            "is a symbolic link: not followed (copy the file or folder itself)")
+                elif entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif json_name:
+                    if not entry.is_file(follow_symlinks=False):
+                        raise ValueError("is not a regular file (a device, pipe or socket): "
+                                         "not read")
+                    yield _display(entry.path), _read_file(entry.path, follow=False)
+            except (ValueError, OSError) as error:
+                yield _display(entry.path), ValueError(str(error))
+
+
+def _zip64_sizes(extra: bytes, sizes: list) -> list:
+    """Replace the 0xFFFFFFFF placeholders of (file size, compressed size, offset) from the
+    ZIP64 extra field (tag 1) that holds them, in that order."""
+    at = 0
+    while at + 4 <= len(extra):
+        tag, length = struct.unpack_from("<2H", extra, at)
+        if tag == 1:
+            values = extra[at + 4:at + 4 + length]
+            index = 0
+            for slot, value in enumerate(sizes):
+                if value == 0xFFFFFFFF:
+                    if index + 8 > len(values):
+                        raise ValueError("has a truncated ZIP64 size field (corrupt)")
+                    sizes[slot] = struct.unpack_from("<Q", values, index)[0]
+                    index += 8
+            return sizes
+        at += 4 + length
+    if 0xFFFFFFFF in sizes:
+        raise ValueError("lacks the ZIP64 size field its header announces (corrupt)")
+    return sizes
+
+
+def _zip_directory(file, size: int):
+    """(entries, directory bytes, concat) of a zip file, every size checked before reading."""
+    tail_length = min(size, _EOCD.size + 65535)
+    file.seek(size - tail_length)
+    tail = file.read(tail_length)
+    at = tail.rfind(b"PK\x05\x06")
+    while at >= 0 and at + _EOCD.size > len(tail):
+        at = tail.rfind(b"PK\x05\x06", 0, at)
+    if at < 0:
+        raise ValueError("is not a zip file (no end-of-archive record): not read")
+    _, disk, directory_disk, _, entries, directory_size, directory_offset, _ = \
+        _EOCD.unpack_from(tail, at)
+    directory_end = size - tail_length + at
+    if 0xFFFF in (entries, disk, directory_disk) or 0xFFFFFFFF in (directory_size,
+                                                                    directory_offset):
+        start = directory_end - _EOCD64_LOCATOR.size - _EOCD64.size
+        if start < 0:
+            raise ValueError("is a truncated ZIP64 archive (corrupt): not read")
+        file.seek(start)
+        record = file.read(_EOCD64.size + _EOCD64_LOCATOR.size)
+        if record[:4] != b"PK\x06\x06" or record[_EOCD64.size:_EOCD64.size + 4] != b"PK\x06\x07":
+            raise ValueError("has a broken ZIP64 end-of-archive record (corrupt): not read")
+        (_, _, _, _, disk, directory_disk, _, entries, directory_size,
+         directory_offset) = _EOCD64.unpack_from(record)
+        directory_end = start
+    if disk or directory_disk:
+        raise ValueError("spans several disks (a split archive): not read")
+    if entries > MAX_ZIP_MEMBERS:
+        raise ValueError(f"has {entries:,} members, more than the {MAX_ZIP_MEMBERS:,} a class's "
+                         "answers need: not read")
+    if directory_size > MAX_ZIP_DIRECTORY:
+        raise ValueError(f"has a table of contents of {directory_size:,} bytes, more than the "
+                         f"{MAX_ZIP_DIRECTORY:,} accepted: not read")
+    concat = directory_end - directory_size - directory_offset  # bytes prepended to the archive
+    if concat < 0:
+        raise ValueError("has a table of contents that does not fit the file (corrupt): not read")
+    file.seek(directory_offset + concat)
+    directory = file.read(directory_size)
+    if len(directory) != directory_size:
+        raise ValueError("has a truncated table of contents (corrupt): not read")
+    return entries, directory, concat
+
+
+def _zip_member(file, header_offset: int, method: int, compressed: int, crc: int) -> bytes:
+    """One member's bytes: the real decompressed size is counted as it streams (never the
+    header's claim), at most MAX_ANSWER_BYTES, and the CRC is checked."""
+    if compressed > MAX_ANSWER_BYTES + 4096:  # deflate never grows an answer by more
+        raise ValueError(f"is larger than {MAX_ANSWER_BYTES:,} bytes: not an attention answer")
+    file.seek(header_offset)
+    header = file.read(_LOCAL.size)
+    if len(header) != _LOCAL.size or header[:4] != b"PK\x03\x04":
+        raise ValueError("has no valid local header (corrupt)")
+    name_length, extra_length = _LOCAL.unpack(header)[-2:]
+    file.seek(header_offset + _LOCAL.size + name_length + extra_length)
+    inflate = zlib.decompressobj(-15) if method == 8 else None
+    parts, total, check, left = [], 0, 0, compressed
+    try:
+        while left > 0 and not (inflate and inflate.eof):
+            chunk = file.read(min(_CHUNK, left))
+            if not chunk:
+                raise ValueError("is truncated (corrupt)")
+            left -= len(chunk)
+            while chunk:
+                data = chunk if inflate is None else inflate.decompress(
+                    chunk, MAX_ANSWER_BYTES + 1 - total)
+                chunk = b"" if inflate is None else inflate.unconsumed_tail
+                total += len(data)
+                if total > MAX_ANSWER_BYTES:
+                    raise ValueError(f"decompresses to more than {MAX_ANSWER_BYTES:,} bytes: not "
+                                     "an attention answer")
+                check = zlib.crc32(data, check)
+                parts.append(data)
+    except zlib.error as error:
+        raise ValueError(f"is corrupt ({error})") from None
+    if inflate is not None and not inflate.eof:
+        raise ValueError("is truncated (its compressed data ends early; corrupt)")
+    if check != crc:
+        raise ValueError("fails its CRC check (corrupt)")
+    return b"".join(parts)
+
+
+def _zip_files(path: Path, label: str):
+    """(label, bytes or ValueError) for every ``*.json`` member of a zip file.
+
+    The table of contents and each member are read by this module, with every
+    size checked before it is read: a failure of one member (corrupt, bad CRC,
+    encrypted, an unknown compression, a name that is not UTF-8) is reported
+    for that member alone and the others are still read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                             | getattr(os, "O_BINARY", 0))
+    except OSError as error:
+        yield label, ValueError(f"cannot be opened: {error.strerror or error}")
+        return
+    with open(descriptor, "rb") as file:
+        try:
+            facts = os.fstat(descriptor)
+            if not stat.S_ISREG(facts.st_mode):
+                raise ValueError("is not a regular file: not read")
+            entries, directory, concat = _zip_directory(file, facts.st_size)
+        except (ValueError, OSError) as error:
+            yield label, ValueError(str(error) if isinstance(error, ValueError) else
+                                    f"cannot be read: {error.strerror or error}")
+            return
+        at = 0
+        for _ in range(entries):
+            if at + _CENTRAL.size > len(directory):
+                yield label, ValueError("has a truncated table of contents (corrupt): the "
+                                        "members listed after this point are not read")
+                return
+            fields = _CENTRAL.unpack_from(directory, at)
+            (signature, _, _, _, _, flags, method, _, _, crc, compressed, size, name_length,
+             extra_length, comment_length, _, _, _, offset) = fields
+            if signature != b"PK\x01\x02":
+                yield label, ValueError("has a broken table of contents (corrupt): the members "
+                                        "listed after this point are not read")
+                return
+            start = at + _CENTRAL.size
+            raw_name = directory[start:start + name_length]
+            extra = directory[start + name_length:start + name_length + extra_length]
+            at = start + name_length + extra_length + comment_length
+            shown = _display(raw_name if flags & 0x800 else raw_name.decode("cp437"))
+            base = shown.rsplit("/", 1)[-1]
+            if (shown.endswith("/") or not shown.lower().endswith(".json")
+                    or "__MACOSX" in shown or base.startswith(".")):
+                continue
+            member = f"{label}:{shown}"
+            try:
+                if flags & 0x800:
+                    try:
+                        raw_name.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ValueError("has a name that is not valid UTF-8 although its "
+                                         "header says so (corrupt)") from None
+                if flags & 0x1:
+                    raise ValueError("is encrypted (password-protected): not read; zip the "
+                                     "answers without a password")
+                if method not in (0, 8):
+                    raise ValueError(f"uses compression method {method}; only stored and "
+                                     "deflated members are read (re-zip with any standard tool)")
+                size, compressed, offset = _zip64_sizes(extra, [size, compressed, offset])
+                yield member, _zip_member(file, offset + concat, method, compressed, crc)
+            except ValueError as error:
+                yield member, error
+            except OSError as error:
+                yield member, ValueError(f"cannot be read: {error.strerror or error}")
+
+
+def _annotation_files(source: Path):
+    """(label, bytes or ValueError) for every .json answer in a folder (recursively), a
+    zip file or a .json file; the source itself may be a link (it was named by hand)."""
+    label = _display(source)
+    try:
+        facts = source.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no folder or file '{label}'") from None
+    except OSError as error:
+        raise ValueError(f"'{label}' cannot be read: {error.strerror or error}") from None
+    if stat.S_ISDIR(facts.st_mode):
+        yield from _folder_files(source)
+    elif stat.S_ISREG(facts.st_mode) and source.suffix.lower() == ".zip":
+        yield from _zip_files(source, label)
+    elif stat.S_ISREG(facts.st_mode) and source.suffix.lower() == ".json":
+        try:
+            yield label, _read_file(source, follow=True)
+        except ValueError as error:
+            yield label, error
     else:
-        raise FileNotFoundError(f"no folder or file '{source}'")
+        raise ValueError(f"'{label}' is neither a folder, a .zip nor a .json file")
 
 
-def _parse(label: str, content) -> AttentionAnnotation:
-    if content is None:
-        raise ValueError(f"'{label}' is larger than 1 MB: not an attention answer")
+def _parse(content: bytes) -> AttentionAnnotation:
     try:
         data = json.loads(content.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ValueError(f"'{label}' is not a UTF-8 text file") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"'{label}' is not valid JSON: {error}") from None
-    return AttentionAnnotation.from_dict(data, source=f"'{label}'")
+        raise ValueError("is not a UTF-8 text file") from None
+    except RecursionError:
+        raise ValueError("is JSON nested too deeply to be an attention answer") from None
+    except ValueError as error:  # json.JSONDecodeError, or an integer of thousands of digits
+        raise ValueError(f"is not valid JSON: {error}") from None
+    try:
+        annotation = AttentionAnnotation.from_dict(data, source="the file")
+    except RecursionError:
+        raise ValueError("holds values nested too deeply to be an attention answer") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(str(error).replace("the file ", "", 1).replace("the file: ", "", 1)) \
+            from None
+    name = annotation.file_name()
+    if len(name.encode("utf-8")) > MAX_FILE_NAME:
+        raise ValueError(f"its image name and annotator id make a file name of "
+                         f"{len(name.encode('utf-8'))} bytes, more than the {MAX_FILE_NAME} a "
+                         f"file system holds: shorten the annotator id ({len(annotation.annotator)}"
+                         " characters)")
+    return annotation
 
 
 def _timestamp(annotation: AttentionAnnotation) -> datetime:
@@ -397,63 +676,106 @@ def _timestamp(annotation: AttentionAnnotation) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _canonical(annotation: AttentionAnnotation) -> str:
+    return json.dumps(annotation.to_dict(), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True)
+
+
+def _rank(item) -> tuple:
+    """The order that picks a student's kept answer: the latest time, then (a tie) the answer
+    whose canonical JSON sorts last; identical answers keep the first label in sort order."""
+    annotation, label = item
+    return _timestamp(annotation), _canonical(annotation), _Reversed(label)
+
+
+class _Reversed(str):
+    __slots__ = ()
+
+    def __lt__(self, other):
+        return str.__gt__(self, other)
+
+    def __gt__(self, other):
+        return str.__lt__(self, other)
+
+
 def collect_annotations(sources, *, out=None, skip_invalid: bool = False,
                         overwrite: bool = False) -> Collection:
     """Gather a class's answers from folders, zip files and .json files into one set.
 
     Every ``*.json`` file (folders searched recursively, zip files opened) is
-    validated like :func:`load_annotation`. A bad file raises one ValueError
-    that names every bad file and why, unless ``skip_invalid=True`` (then
-    they are listed in the result's ``invalid``). Identical answers (same
-    image, class, annotator and cells) count once; when one student answered
-    the same image and class twice, the later timestamp wins. With ``out`` (a
+    validated like :func:`load_annotation`; every hand-in is treated as hostile:
+    a file or zip member is read up to ``MAX_ANSWER_BYTES`` (a member's real
+    decompressed size is counted as it streams, whatever its header claims),
+    symbolic links inside a folder are not followed and only regular files are
+    read. A bad file or member (too large, corrupt, failing its CRC, encrypted,
+    a name that is not UTF-8, malformed or deeply nested JSON, an annotator id
+    too long for a file name, ...) raises one ValueError that names every bad
+    one and why, unless ``skip_invalid=True``: then they are listed in the
+    result's ``invalid`` and every valid answer is still merged.
+
+    Identical answers (same image, class, annotator and cells) count once;
+    when one student answered the same image and class more than once, the
+    answer with the latest timestamp is kept, and between answers with the
+    same time the one whose canonical JSON (sorted keys, no spaces) sorts last:
+    the result never depends on the order of the sources. With ``out`` (a
     folder) the kept answers are written there, one file each, named
-    ``<image>__<class>__<annotator>.json``, ready for :func:`load_annotations`.
+    ``<image>__<class>__<annotator>.json``, ready for :func:`load_annotations`;
+    files already there are refused before anything is written, unless
+    ``overwrite``.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
     sources = [Path(source) for source in sources]
     if not sources:
         raise ValueError("collect_annotations needs at least one folder, zip or .json file")
-    kept: dict = {}
-    duplicates, replaced, invalid = [], [], []
+    answers: dict = {}
+    invalid = []
     for source in sources:
         for label, content in _annotation_files(source):
             try:
-                annotation = _parse(label, content)
+                if isinstance(content, ValueError):
+                    raise content
+                annotation = _parse(content)
             except ValueError as error:
-                invalid.append((label, str(error).replace(f"'{label}'", "").strip(": ") or
-                                str(error)))
+                invalid.append((label, str(error)))
                 continue
             key = (annotation.image, annotation.class_index, annotation.annotator)
-            if key not in kept:
-                kept[key] = (annotation, label)
-                continue
-            previous, previous_label = kept[key]
-            if previous.cells == annotation.cells and previous.grid_size == annotation.grid_size:
-                duplicates.append(label)
-            elif _timestamp(annotation) > _timestamp(previous):
-                replaced.append(previous_label)
-                kept[key] = (annotation, label)
-            else:
-                replaced.append(label)
+            answers.setdefault(key, []).append((annotation, label))
+    invalid.sort()
     if invalid and not skip_invalid:
         listed = "\n".join(f"  {label}: {reason}" for label, reason in invalid)
         raise ValueError(f"{len(invalid)} file(s) are not valid attention answers "
                          f"(fix or remove them, or pass skip_invalid=True):\n{listed}")
-    if not kept:
+    if not answers:
         raise ValueError("no attention answers (*.json) found in "
-                         + ", ".join(f"'{source}'" for source in sources))
-    order = sorted(kept.values(), key=lambda item: item[0].file_name())
-    collection = Collection([a for a, _ in order], [label for _, label in order], duplicates,
-                            replaced, invalid)
+                         + ", ".join(f"'{_display(source)}'" for source in sources))
+    kept, duplicates, replaced = [], [], []
+    for found in answers.values():
+        winner = max(found, key=_rank)
+        kept.append(winner)
+        for annotation, label in found:
+            if annotation is winner[0]:
+                continue
+            same = (annotation.cells == winner[0].cells
+                    and annotation.grid_size == winner[0].grid_size)
+            (duplicates if same else replaced).append(label)
+    kept.sort(key=lambda item: item[0].file_name())
+    collection = Collection([a for a, _ in kept], [label for _, label in kept],
+                            sorted(duplicates), sorted(replaced), invalid)
     if out is not None:
         folder = Path(out)
         names = [a.file_name() for a in collection.annotations]
         clashes = {name for name in names if names.count(name) > 1}
         if clashes:  # ids that differ only in characters a file name cannot hold
             raise ValueError("annotator ids clash once made into file names: "
-                             + ", ".join(sorted(clashes)))
+                             + ", ".join(sorted(_display(name) for name in clashes)))
+        if not overwrite:
+            present = [name for name in names if os.path.lexists(folder / name)]
+            if present:
+                raise FileExistsError(
+                    f"{len(present)} file(s) exist in '{_display(folder)}' (e.g. "
+                    f"{_display(present[0])}); pass overwrite=True (--overwrite) or another "
+                    "folder")
         collection.written = [save_annotation(a, folder, overwrite=overwrite)
                               for a in collection.annotations]
     return collection
@@ -600,6 +922,13 @@ def compare_with_class(maps: dict, annotations, *, size=224, k: float | None = N
                       title=f"maps vs the class's map: {agreement}")
 
 
+def _say(text, stream) -> None:
+    """Print a report that may quote hand-ins: every line printable, in the stream's encoding."""
+    text = "\n".join(_printable(line) for line in str(text).split("\n"))
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding, "replace"), file=stream)
+
+
 def _main(argv=None) -> int:
     import argparse
 
@@ -607,34 +936,52 @@ def _main(argv=None) -> int:
         prog="python -m helpers.attention",
         description="Collect a class's attention answers and measure how much students agree.")
     commands = parser.add_subparsers(dest="command", required=True)
-    merge = commands.add_parser("merge", help="gather answers from folders, zip files and "
-                                "JSON files into one folder (validated, deduplicated)")
+    merge = commands.add_parser(
+        "merge", help="gather answers from folders, zip files and JSON files into one folder "
+        "(validated, deduplicated)",
+        description="Gather a class's answers into one folder. Every hand-in is read as "
+        f"untrusted: a file or zip member larger than {MAX_ANSWER_BYTES:,} bytes (its real "
+        "decompressed size) is refused, symbolic links inside folders are not followed, only "
+        "regular files are read, and every bad file or member is named with the reason. "
+        "A student's latest answer (per image and class) is kept; between two answers with "
+        "the same time, the one whose canonical JSON (sorted keys, no spaces) sorts last, so "
+        "the result never depends on the order of the sources.")
     merge.add_argument("sources", nargs="+", help="folders, .zip or .json files")
     merge.add_argument("--out", required=True, help="folder to write the kept answers to")
     merge.add_argument("--skip-invalid", action="store_true",
-                       help="skip bad files (listed) instead of stopping")
+                       help="skip bad files and zip members (each listed with the reason) and "
+                            "merge every valid answer, instead of stopping")
     merge.add_argument("--overwrite", action="store_true",
                        help="replace files already in --out")
     agree = commands.add_parser("agreement", help="agreement between students per image and "
                                 "class (mean pairwise IoU, Fleiss' kappa)")
     agree.add_argument("sources", nargs="+", help="folders, .zip or .json files")
-    agree.add_argument("--skip-invalid", action="store_true")
+    agree.add_argument("--skip-invalid", action="store_true",
+                       help="skip bad files and zip members (listed) instead of stopping")
     args = parser.parse_args(argv)
     try:
         if args.command == "merge":
             collection = collect_annotations(args.sources, out=args.out,
                                              skip_invalid=args.skip_invalid,
                                              overwrite=args.overwrite)
-            print(collection)
-            print(f"wrote {len(collection.written)} files to {args.out}")
+            _say(collection, sys.stdout)
+            _say(f"wrote {len(collection.written)} files to {args.out}", sys.stdout)
         else:
             collection = collect_annotations(args.sources, skip_invalid=args.skip_invalid)
             for found in collection.groups().values():
-                print(class_agreement(found) if len(found) > 1 else
-                      f"{found[0].image} / {found[0].class_name}: 1 student, no agreement yet")
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+                _say(class_agreement(found) if len(found) > 1 else
+                     f"{found[0].image} / {found[0].class_name}: 1 student, no agreement yet",
+                     sys.stdout)
+    except (ValueError, OSError) as error:
+        _say(f"error: {error}", sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        _say("interrupted: nothing more was read or written", sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - a command prints a message, never a traceback
+        _say(f"error: the merge stopped on an unexpected {type(error).__name__}: {error} "
+             "(please report this with the files that caused it)", sys.stderr)
+        return 2
     return 0
 
 

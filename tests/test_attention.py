@@ -309,3 +309,400 @@ def test_compare_with_class_scores_maps_against_the_class_map():
     iou = dict(zip(["top", "bottom"], table.column("IoU")))
     assert iou["top"] == pytest.approx(1.0) and iou["bottom"] == pytest.approx(0.0)
     assert table.column("pointing").tolist() == [1.0, 0.0]
+
+
+# ---------------------------------------------------------------- hostile hand-ins
+
+def _answer_bytes(annotator, cells=((0, 0),), timestamp="2026-05-04T10:15:00Z", **change):
+    data = {**make(cells, annotator=annotator, grid=2).to_dict(), "timestamp": timestamp,
+            **change}
+    return json.dumps(data).encode()
+
+
+def _zip(members, compression=None):
+    """A zip file's bytes from (name, bytes) pairs (deflated unless told)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression or zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members:
+            archive.writestr(name, content)
+    return bytearray(buffer.getvalue())
+
+
+def _central_entry(data: bytes, name: bytes) -> int:
+    """Where the central directory entry of member ``name`` starts."""
+    at = data.index(b"PK\x01\x02" + data[data.index(b"PK\x01\x02") + 4:][:0])
+    while True:
+        if data[at + 46:at + 46 + len(name)] == name:
+            return at
+        at = data.index(b"PK\x01\x02", at + 4)
+
+
+def _patch(data: bytearray, name: bytes, offset: int, fmt: str, value) -> bytearray:
+    """Set a field of member ``name``'s central directory entry (and of its local header
+    for the fields both hold: flags at 8/6, CRC and sizes at 16/14 .. 24/22)."""
+    import struct
+
+    central = _central_entry(data, name)
+    struct.pack_into(fmt, data, central + offset, value)
+    local = struct.unpack_from("<L", data, central + 42)[0]
+    if offset in (8, 16, 20, 24):
+        struct.pack_into(fmt, data, local + offset - 2, value)
+    return data
+
+
+def _good(collection):
+    return sorted(a.annotator for a in collection.annotations)
+
+
+def test_a_zip_bomb_with_understated_sizes_is_refused_in_bounded_memory(tmp_path):
+    import io
+    import tracemalloc
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("good.json", _answer_bytes("good"))
+        with archive.open("bomb.json", "w") as member:  # 64 MB of zeros, about 64 kB deflated
+            for _ in range(64):
+                member.write(bytes(2 ** 20))
+    data = bytearray(buffer.getvalue())
+    _patch(data, b"bomb.json", 24, "<L", 100)  # the header says 100 bytes
+    (tmp_path / "class.zip").write_bytes(data)
+    tracemalloc.start()
+    try:
+        collection = h.collect_annotations(tmp_path / "class.zip", skip_invalid=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2 ** 20
+    assert _good(collection) == ["good"]
+    (label, reason), = collection.invalid
+    assert label.endswith("class.zip:bomb.json") and "more than 1,000,000 bytes" in reason
+
+
+@pytest.mark.parametrize("hostile, message", [
+    (lambda data: _patch(data, b"bad.json", 16, "<L", 12345), "fails its CRC check"),
+    (lambda data: _patch(data, b"bad.json", 8, "<H", 0x1), "is encrypted"),
+    (lambda data: _patch(data, b"bad.json", 10, "<H", 12), "compression method 12"),
+    (lambda data: _patch(data, b"bad.json", 20, "<L", 3), "truncated"),
+    (lambda data: _patch(data, b"bad.json", 42, "<L", 10 ** 6), "no valid local header"),
+])
+def test_one_broken_zip_member_is_named_and_the_others_are_merged(tmp_path, hostile, message):
+    data = hostile(_zip([("a.json", _answer_bytes("A")), ("bad.json", _answer_bytes("X")),
+                         ("z.json", _answer_bytes("Z"))]))
+    (tmp_path / "class.zip").write_bytes(data)
+    collection = h.collect_annotations(tmp_path / "class.zip", skip_invalid=True)
+    assert _good(collection) == ["A", "Z"]
+    (label, reason), = collection.invalid
+    assert label.endswith("class.zip:bad.json") and message in reason
+    with pytest.raises(ValueError, match=rf"1 file\(s\)[\s\S]*class.zip:bad.json: .*{message}"):
+        h.collect_annotations(tmp_path / "class.zip")
+
+
+def test_a_member_name_that_is_not_utf8_is_named_and_the_others_are_merged(tmp_path):
+    data = _zip([("a.json", _answer_bytes("A")), ("qq.json", _answer_bytes("X"))])
+    _patch(data, b"qq.json", 8, "<H", 0x800)          # "the name is UTF-8" ...
+    for at in [i for i in range(len(data)) if data[i:i + 7] == b"qq.json"]:
+        data[at:at + 2] = b"\xff\xfe"                   # ... but it is not
+    (tmp_path / "class.zip").write_bytes(data)
+    collection = h.collect_annotations(tmp_path / "class.zip", skip_invalid=True)
+    assert _good(collection) == ["A"]
+    (label, reason), = collection.invalid
+    assert label.endswith(r"class.zip:\xff\xfe.json") and "not valid UTF-8" in reason
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"PK\x05\x06" + bytes(18), "table of contents"),  # an empty archive that lies about it
+    (b"not a zip at all", "not a zip file"),
+    (b"PK\x05\x06" + bytes(6) + b"\xff\xff" + bytes(10), "ZIP64"),
+])
+def test_a_broken_zip_is_named_and_the_other_sources_are_merged(tmp_path, content, message):
+    if message == "table of contents":
+        content = content[:10] + b"\x01\x00" + content[12:]  # 1 member listed, none there
+    (tmp_path / "broken.zip").write_bytes(content)
+    save_annotation(make(annotator="A"), tmp_path / "folder")
+    collection = h.collect_annotations([tmp_path / "broken.zip", tmp_path / "folder"],
+                                       skip_invalid=True)
+    assert _good(collection) == ["A"]
+    (label, reason), = collection.invalid
+    assert label.endswith("broken.zip") and message in reason
+
+
+def test_folders_read_only_regular_files_and_follow_no_links(tmp_path):
+    import os
+
+    folder = tmp_path / "class"
+    save_annotation(make(annotator="A"), folder)
+    outside = save_annotation(make(annotator="outsider"), tmp_path / "elsewhere")
+    os.symlink("/dev/zero", folder / "zero.json")
+    os.symlink(outside, folder / "outside.json")
+    os.symlink(tmp_path / "elsewhere", folder / "more")
+    os.mkfifo(folder / "pipe.json")
+    (folder / "huge.json").write_bytes(b" " * 1_000_001)
+    collection = h.collect_annotations(folder, skip_invalid=True)
+    assert _good(collection) == ["A"]
+    reasons = {label.rsplit("/", 1)[-1]: reason for label, reason in collection.invalid}
+    assert set(reasons) == {"zero.json", "outside.json", "more", "pipe.json", "huge.json"}
+    assert "symbolic link: not followed" in reasons["zero.json"]
+    assert "symbolic link: not followed" in reasons["outside.json"]
+    assert "symbolic link: not followed" in reasons["more"]
+    assert "not a regular file" in reasons["pipe.json"]
+    assert "larger than 1,000,000 bytes" in reasons["huge.json"]
+
+
+@pytest.mark.parametrize("content, message", [
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested too deeply", id="deep-lists"),
+    pytest.param(b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, "nested too deeply",
+                 id="deep-objects"),
+    pytest.param(b"[" + b"9" * 5000 + b"]", "not valid JSON", id="5000-digits"),
+    pytest.param(b"\xff\xfe{}", "not a UTF-8 text file", id="not-utf8"),
+    pytest.param(_answer_bytes("x" * 300), "shorten the annotator id (300 characters)",
+                 id="long-annotator"),
+    pytest.param(_answer_bytes("A", note=[[[[[[[["deep"]]]]]]]]), None, id="any-note"),
+])
+def test_malformed_answers_are_named_and_the_others_merged(tmp_path, content, message):
+    save_annotation(make(annotator="A"), tmp_path)
+    (tmp_path / "bad.json").write_bytes(content)
+    collection = h.collect_annotations(tmp_path, skip_invalid=True, out=tmp_path / "out")
+    if message is None:
+        assert len(collection.annotations) == 1 and not collection.invalid
+        return
+    assert _good(collection) == ["A"] and len(collection.written) == 1
+    (label, reason), = collection.invalid
+    assert label.endswith("bad.json") and message in reason
+
+
+def test_ties_do_not_depend_on_the_order_of_the_sources(tmp_path):
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir(), second.mkdir()
+    (first / "a.json").write_bytes(_answer_bytes("A", cells=[(0, 0)]))
+    (second / "a.json").write_bytes(_answer_bytes("A", cells=[(1, 1)],
+                                                  timestamp="2026-05-04T10:15:00+00:00"))
+    (second / "b.json").write_bytes(_answer_bytes("B", note="first"))
+    (first / "b.json").write_bytes(_answer_bytes("B", note="second"))  # same cells and time
+    results = []
+    for order in ([first, second], [second, first]):
+        out = tmp_path / f"out{len(results)}"
+        collection = h.collect_annotations(order, out=out)
+        results.append(([a.to_dict() for a in collection.annotations], collection.sources,
+                         collection.duplicates, collection.replaced,
+                         sorted((p.name, p.read_bytes()) for p in out.iterdir())))
+    assert results[0] == results[1]
+    kept = {a["annotator"]: a for a in results[0][0]}
+    assert kept["A"]["cells"] == [[1, 1]]    # '[[1, 1]]' sorts after '[[0, 0]]'
+    assert kept["B"]["note"] == "second"     # 'second' sorts after 'first'
+    assert len(results[0][2]) == 1 and len(results[0][3]) == 1
+
+
+def test_the_command_names_bad_hand_ins_and_never_shows_a_traceback(tmp_path, capsys):
+    import os
+
+    from helpers.attention import _main
+
+    folder = tmp_path / "class"
+    save_annotation(make(annotator="A"), folder)
+    (folder / os.fsdecode(b"caf\xe9.json")).write_bytes(_answer_bytes("B"))  # a Latin-1 name
+    (folder / os.fsdecode(b"bad\xff.json")).write_text("{")
+    os.symlink("/dev/zero", folder / "zero.json")
+    (folder / "deep.json").write_bytes(b"[" * 100_000)
+    (folder / "line\nbreak.json").write_text("{")
+    command = ["merge", str(folder), "--out"]
+    assert _main(command + [str(tmp_path / "out1")]) == 1
+    refused = capsys.readouterr().err
+    assert "4 file(s) are not valid" in refused
+    assert "zero.json: is a symbolic link" in refused
+    assert "deep.json: is JSON nested too deeply" in refused
+    assert "line\\nbreak.json: is not valid JSON" in refused      # one report line each
+    assert "bad\\xff.json: is not valid JSON" in refused
+    assert not (tmp_path / "out1").exists()
+    assert _main(command + [str(tmp_path / "out2"), "--skip-invalid"]) == 0
+    merged = capsys.readouterr()
+    assert merged.err == "" and "wrote 2 files" in merged.out
+    assert "skipped " in merged.out and "bad\\xff.json" in merged.out
+    assert _main(command + [str(tmp_path / "out2"), "--skip-invalid"]) == 1
+    assert "2 file(s) exist" in capsys.readouterr().err
+    assert _main(["merge", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 1
+    assert "no folder or file" in capsys.readouterr().err
+
+
+def test_importing_the_module_leaves_the_warning_filters_alone():
+    import sys
+    import warnings
+
+    import helpers.attention
+
+    before = list(warnings.filters)
+    spec = importlib.util.spec_from_file_location("helpers._attention_copy",
+                                                  helpers.attention.__file__)
+    copy = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = copy  # dataclasses look their module up while it runs
+    try:
+        spec.loader.exec_module(copy)  # a fresh import of the same code
+    finally:
+        del sys.modules[spec.name]
+    assert warnings.filters == before
+
+
+# ---------------------------------------------------------------- the merge under fuzzing
+
+FUZZ_SEED = 28
+
+
+def _fuzz_zip(rng) -> bytes:
+    """A zip of valid answers, bad JSON and junk members, stored or deflated at random."""
+    import zipfile
+
+    members = [(f"sub/{i}.json", _answer_bytes(f"zip-{i}", cells=[(int(rng.integers(2)), 1)]))
+               for i in range(int(rng.integers(1, 4)))]
+    members += [("notes.txt", b"ignored"), ("__MACOSX/._0.json", b"\x00\x05")]
+    if rng.integers(2):
+        members += [("junk.json", rng.integers(0, 256, int(rng.integers(0, 64)),
+                                               dtype=np.uint8).tobytes()),
+                    ("deep.json", b"[" * 2000)]
+    method = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED][int(rng.integers(2))]
+    return bytes(_zip([members[i] for i in rng.permutation(len(members))], method))
+
+
+def _mutate(data: bytes, rng) -> bytes:
+    """Bit flips, a truncation, a splice, random bytes inserted, or a size, count or offset
+    field of the zip's records set to an extreme value."""
+    import struct
+
+    mutated = bytearray(data)
+    kind = int(rng.integers(5))
+    if kind == 0:
+        for _ in range(int(rng.integers(1, 9))):
+            at = int(rng.integers(len(mutated)))
+            mutated[at] ^= 1 << int(rng.integers(8))
+    elif kind == 1:
+        del mutated[int(rng.integers(len(mutated))):]
+    elif kind == 2:
+        start, at = int(rng.integers(len(data))), int(rng.integers(len(data)))
+        mutated[at:at] = data[start:start + int(rng.integers(1, 64))]
+    elif kind == 3:
+        at = int(rng.integers(len(mutated)))
+        mutated[at:at] = rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8).tobytes()
+    else:  # (record signature, offsets of its 2- and 4-byte fields)
+        records = {b"PK\x01\x02": ([8, 10, 28, 30, 32], [16, 20, 24, 42]),
+                   b"PK\x03\x04": ([6, 8, 26, 28], [14, 18, 22]),
+                   b"PK\x05\x06": ([4, 6, 8, 10, 20], [12, 16])}
+        signature = list(records)[int(rng.integers(3))]
+        starts = [i for i in range(len(data) - 3) if data[i:i + 4] == signature]
+        if starts:
+            start = starts[int(rng.integers(len(starts)))]
+            shorts, longs = records[signature]
+            if rng.integers(2):
+                value = [0, 1, 0x7FFF, 0xFFFF][int(rng.integers(4))]
+                where, fmt = start + shorts[int(rng.integers(len(shorts)))], "<H"
+            else:
+                value = [0, 1, 2 ** 31, 0xFFFFFFFF][int(rng.integers(4))]
+                where, fmt = start + longs[int(rng.integers(len(longs)))], "<L"
+            if where + struct.calcsize(fmt) <= len(mutated):
+                struct.pack_into(fmt, mutated, where, value)
+    return bytes(mutated)
+
+
+def _fuzz_folder(folder, rng) -> None:
+    """A folder of answers with JSON-level damage, junk, links and subfolders."""
+    import os
+
+    folder.mkdir(parents=True)
+    for i in range(int(rng.integers(1, 5))):
+        text = bytearray(_answer_bytes(f"folder-{i}", cells=[(1, int(rng.integers(2)))]))
+        damage = int(rng.integers(6))
+        if damage == 1:    # a character deleted
+            del text[int(rng.integers(len(text)))]
+        elif damage == 2:  # a byte replaced
+            text[int(rng.integers(len(text)))] = int(rng.integers(256))
+        elif damage == 3:  # a field's value replaced by another JSON value
+            data = json.loads(text)
+            field = list(data)[int(rng.integers(len(data)))]
+            data[field] = [None, -1, 1e309, "", [], {}, [[0, 0, 0]], "x" * 300, [[0]] * 3,
+                           2 ** 70, True][int(rng.integers(11))]
+            text = bytearray(json.dumps(data).encode())
+        sub = folder / ("deeper" if rng.integers(2) else "")
+        sub.mkdir(exist_ok=True)
+        (sub / f"{i}.json").write_bytes(bytes(text))
+    junk = rng.integers(0, 256, int(rng.integers(0, 200)), dtype=np.uint8).tobytes()
+    (folder / "junk.json").write_bytes(junk)
+    (folder / os.fsdecode(b"\xff name.json")).write_bytes(junk[:10])
+    if rng.integers(2):
+        os.symlink("/dev/zero", folder / "zero.json")
+    if rng.integers(2):
+        (folder / "big.json").write_bytes(b"[" * 1_000_001)
+
+
+def _merge_or_refuse(label, sources, clean):
+    """The merge with and without skip_invalid: every clean answer kept, no stray error."""
+    try:
+        collection = h.collect_annotations(sources, skip_invalid=True)
+    except Exception as error:  # noqa: BLE001 - any exception is the bug being hunted
+        raise AssertionError(f"{label}: {type(error).__name__}: {error}") from error
+    kept = {a.annotator: a for a in collection.annotations}
+    for answer in clean:  # every valid answer of an untouched source survives
+        assert kept.get(answer.annotator) == answer, label
+    for annotation in collection.annotations:
+        assert isinstance(annotation, AttentionAnnotation), label
+    for name, reason in collection.invalid:
+        assert name.isprintable() and len(reason) > 10, (label, name, reason)
+    backwards = h.collect_annotations(list(reversed(sources)), skip_invalid=True)
+    assert ([a.to_dict() for a in backwards.annotations], backwards.invalid) == \
+        ([a.to_dict() for a in collection.annotations], collection.invalid), \
+        f"{label}: the order of the sources matters"
+    try:
+        h.collect_annotations(sources)
+    except ValueError as error:
+        assert collection.invalid and "not valid attention answers" in str(error), label
+        return "refused", collection
+    except Exception as error:  # noqa: BLE001
+        raise AssertionError(f"{label}: {type(error).__name__}: {error}") from error
+    assert not collection.invalid, label
+    return "merged", collection
+
+
+def test_fuzzed_hand_ins_merge_every_valid_answer_in_bounded_memory(tmp_path):
+    import collections
+    import time
+    import tracemalloc
+
+    rng = np.random.default_rng(FUZZ_SEED)
+    clean = [make([(0, 1)], annotator=f"clean-{i}", grid=2) for i in range(3)]
+    for answer in clean:
+        save_annotation(answer, tmp_path / "clean")
+    outcomes = collections.Counter()
+    invalid = 0
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        for case in range(300):
+            kind = ["random bytes", "mutated zip", "valid zip", "folder"][case % 4]
+            source = tmp_path / f"case{case}"
+            if kind == "random bytes":
+                source = source.with_suffix(".zip")
+                source.write_bytes(rng.integers(0, 256, int(rng.integers(0, 300)),
+                                                dtype=np.uint8).tobytes())
+            elif kind == "folder":
+                _fuzz_folder(source, rng)
+            else:
+                data = _fuzz_zip(rng)
+                source = source.with_suffix(".zip")
+                source.write_bytes(_mutate(data, rng) if kind == "mutated zip" else data)
+            tracemalloc.reset_peak()
+            outcome, collection = _merge_or_refuse(f"{kind} #{case}",
+                                                   [tmp_path / "clean", source], clean)
+            # One answer's bytes (at most 1 MB) and its parse, never a whole bomb or stream.
+            assert tracemalloc.get_traced_memory()[1] < 6 * 2 ** 20, f"{kind} #{case}"
+            outcomes[kind, outcome] += 1
+            invalid += len(collection.invalid)
+            if kind == "valid zip":  # nothing in it is lost: 1..3 answers besides the clean ones
+                assert len(collection.annotations) >= 4, case
+    finally:
+        tracemalloc.stop()
+    seconds = time.perf_counter() - start
+    assert sum(outcomes.values()) == 300
+    assert outcomes["mutated zip", "refused"] >= 20 and outcomes["valid zip", "merged"] >= 20
+    assert outcomes["folder", "refused"] == 75 and invalid >= 500, outcomes
+    assert seconds < 60, seconds
