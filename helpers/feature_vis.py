@@ -83,6 +83,7 @@ __all__ = [
 
 FULL_STEPS = 128
 FAST_STEPS = 32
+MAX_STEPS = 100_000  # optimisation steps (a transform is drawn for each up front)
 PARAMETERIZATIONS = ("fourier", "pixel")
 
 # The square root of ImageNet's RGB colour covariance (pixels in 0..1), from its
@@ -499,6 +500,8 @@ def _optimise(model, objective_key, network, objective, targets, *, steps, seed,
               parameterization, decorrelate, decay_power, transforms, learning_rate,
               batch_size, negative, progress, callbacks, description):
     steps = default_visualization_steps() if steps is None else positive_int(steps, "steps")
+    if steps > MAX_STEPS:  # refused before the transforms of every step are drawn
+        raise ValueError(f"steps must be at most {MAX_STEPS:,} (optimisation steps), got {steps:,}")
     learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0,
                                  inclusive=(False, True), accepted="a positive number")
     batch_size = positive_int(batch_size, "batch_size")

@@ -38,6 +38,8 @@ __all__ = [
 BASELINES = ("grey", "black", "mean", "blur", "noise")
 _ALIASES = {"gray": "grey"}
 MASK_METHODS = ("rise", "binary")
+MAX_MASKS = 20_000  # random masks per image (every class's score is kept for each)
+MAX_MASK_CELLS = 2 ** 25  # num_masks x grid_size^2: the random grids held in memory
 GREY_LEVEL = 127.5
 BLUR_SIGMA_FRACTION = 0.05  # default Gaussian sigma of "blur", as a fraction of the image side
 
@@ -225,6 +227,12 @@ class RandomMasks:
     def __post_init__(self):
         self.count = positive_int(self.count, "num_masks")
         self.grid_size = positive_int(self.grid_size, "grid_size")
+        if self.count > MAX_MASKS:  # refused before the grids are drawn
+            raise ValueError(f"num_masks must be at most {MAX_MASKS:,}, got {self.count:,}")
+        if self.count * self.grid_size ** 2 > MAX_MASK_CELLS:
+            raise ValueError(f"num_masks x grid_size^2 must be at most {MAX_MASK_CELLS:,} (the "
+                             f"grids are held in memory), got {self.count:,} x "
+                             f"{self.grid_size}^2")
         check_choice(self.method, "method", MASK_METHODS)
         self.seed = check_seed(self.seed)
         if self.grid_size > min(self.height, self.width):

@@ -78,6 +78,7 @@ __all__ = [
 
 FULL_STEPS = 128
 FAST_STEPS = 32
+MAX_STEPS = 100_000  # ascent steps (each step's scores are kept)
 STARTS = ("noise", "grey")
 
 
@@ -150,9 +151,12 @@ class Snapshots(Callback):
 def _check_steps(steps):
     if steps is None:
         return default_steps()
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer (the number of ascent steps), "
-                         f"not {steps!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be a positive integer (the number of ascent steps), "
+                        f"not {type(steps).__name__} ({steps!r})")
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be a positive integer of at most {MAX_STEPS:,} (the "
+                         f"number of ascent steps), got {steps:,}")
     return int(steps)
 
 

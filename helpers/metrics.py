@@ -63,6 +63,16 @@ __all__ = [
 
 DELETION_BASELINE = "black"
 INSERTION_BASELINE = "blur"
+MAX_CURVE_STEPS = 10_000  # removal steps of a deletion, insertion or ROAD curve
+MAX_FIDELITY_SAMPLES = 10_000  # MuFidelity subsets
+MAX_FIDELITY_CELLS = 2 ** 25  # samples x grid_size^2: the subsets held in memory
+
+
+def _at_most(value: int, name: str, maximum: int, what: str) -> int:
+    """A count checked against its maximum before anything is allocated for it."""
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,} ({what}), got {value:,}")
+    return value
 
 
 # --------------------------------------------------------------------------
@@ -203,7 +213,8 @@ def _curve_scores(model, batch, classes, steps, perturb, batch_size, progress,
 
 def _perturbation_curve(kind, model, images, heatmaps, class_index, steps, baseline,
                         blur_sigma, batch_size, progress) -> PerturbationCurve:
-    steps = positive_int(choose(50, 12) if steps is None else steps, "steps")
+    steps = _at_most(positive_int(choose(50, 12) if steps is None else steps, "steps"),
+                     "steps", MAX_CURVE_STEPS, "removal steps of the curve")
     batch_size = positive_int(batch_size, "batch_size")
     check_number(blur_sigma, "blur_sigma", minimum=0, inclusive=(False, True),
                  accepted="a positive number of pixels")
@@ -248,7 +259,8 @@ def deletion_curve(model, images, heatmaps, class_index=None, *, steps: int | No
     ``baseline``: what deleted pixels become (:func:`helpers.baseline_image`):
     "black" (the paper's choice), "blur" (Gaussian sigma ``blur_sigma``
     pixels), "mean", "grey", a pixel value or an image. ``class_index``: None = the predicted class.
-    Steps default to 50 (12 in fast mode). Probabilities are computed in
+    Steps default to 50 (12 in fast mode), at most ``MAX_CURVE_STEPS`` = 10,000.
+    Probabilities are computed in
     batches of ``batch_size`` perturbed images (several images share batches).
     """
     return _perturbation_curve("deletion", model, images, heatmaps, class_index, steps,
@@ -489,7 +501,8 @@ def road_curve(model, images, heatmaps, class_index=None, *, order: str = "morf"
     on the other maps of the call; ``seed=None`` draws fresh noise.
     """
     check_choice(order, "order", ROAD_ORDERS)
-    steps = positive_int(choose(20, 5) if steps is None else steps, "steps")
+    steps = _at_most(positive_int(choose(20, 5) if steps is None else steps, "steps"),
+                     "steps", MAX_CURVE_STEPS, "removal steps of the curve")
     batch_size = positive_int(batch_size, "batch_size")
     noise = check_number(noise, "noise", minimum=0, accepted="a standard deviation in pixel "
                          "levels (0 or more)")
@@ -585,14 +598,19 @@ def mufidelity(model, images, heatmaps, class_index=None, *, samples: int | None
     linear model the map weight x input scores exactly 1). The subsets come
     from ``seed`` and are the same for every image of the call, so maps
     compared on one image meet the same subsets. ``samples`` defaults to
-    128 (32 in fast mode); the perturbed images go through the model in
+    128 (32 in fast mode), at most ``MAX_FIDELITY_SAMPLES`` = 10,000 and
+    samples x grid_size^2 at most ``MAX_FIDELITY_CELLS`` = 2^25; the perturbed
+    images go through the model in
     batches of ``batch_size``.
     """
     samples = positive_int(choose(128, 32) if samples is None else samples, "samples")
     if samples < 2:
         raise ValueError("samples must be at least 2 (a correlation needs two subsets)")
+    _at_most(samples, "samples", MAX_FIDELITY_SAMPLES, "random subsets")
     batch_size = positive_int(batch_size, "batch_size")
     grid_size = positive_int(grid_size, "grid_size")
+    _at_most(samples * grid_size ** 2, "samples x grid_size^2", MAX_FIDELITY_CELLS,
+             f"the subsets are held in memory; samples={samples}, grid_size={grid_size}")
     subset_fraction = check_number(subset_fraction, "subset_fraction", minimum=0, maximum=1,
                                    inclusive=(False, False),
                                    accepted="the fraction of cells in each subset")
@@ -755,6 +773,12 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
                         f"{', '.join(map(repr, MEASURES))}; got {measures!r}")
     for measure in measures:
         check_choice(measure, "measures", MEASURES)
+    for name, value, maximum in (("steps", steps, MAX_CURVE_STEPS),  # before any curve runs
+                                 ("road_steps", road_steps, MAX_CURVE_STEPS),
+                                 ("samples", samples, MAX_FIDELITY_SAMPLES)):
+        if value is not None:
+            _at_most(positive_int(value, name), name, maximum, "see deletion_curve, road_curve "
+                     "and mufidelity")
     call = explanation_call(model, image, class_index, name="image")
     if not call.single and len(call.batch) != 1:
         raise ValueError(f"image: compare_maps takes one image; got a batch of "

@@ -65,8 +65,18 @@ def _check_size(size) -> tuple[int, int]:
     return height, width
 
 
-def _check_count(count):
-    return None if count is None else positive_int(count, "count")
+MAX_NOISE_PIXELS = 2 ** 25  # count x height x width of one call (the images are returned at once)
+
+
+def _check_count(count, height: int, width: int):
+    if count is None:
+        return None
+    count = positive_int(count, "count")
+    if count * height * width > MAX_NOISE_PIXELS:  # refused before the images are drawn
+        raise ValueError(f"count x height x width must be at most {MAX_NOISE_PIXELS:,} pixels "
+                         f"(the images are returned as one array), got {count:,} x {height} x "
+                         f"{width}")
+    return count
 
 
 def _check_seed(seed):
@@ -133,7 +143,7 @@ def perlin_noise(size=224, *, frequency: float = 4.0, octaves: int = 4, persiste
     if positive_int(octaves, "octaves") > 12:
         raise ValueError(f"octaves must be an integer from 1 to 12, not {octaves!r}")
     sine_frequency = _positive(sine_frequency, "sine_frequency", 0.0, inclusive=True)
-    count_value = _check_count(count)
+    count_value = _check_count(count, height, width)
     colour_map = None
     if isinstance(colour, str):
         import matplotlib
@@ -172,7 +182,7 @@ def random_sign_noise(size=224, epsilon: float = 8.0, *, seed: int = 0,
     """
     height, width = _check_size(size)
     epsilon = _check_epsilon(epsilon)
-    count_value = _check_count(count)
+    count_value = _check_count(count, height, width)
     rng = np.random.default_rng(_check_seed(seed))
     shape = (count_value or 1, height, width, 3)
     noise = (rng.integers(0, 2, shape) * 2 - 1).astype(np.float32) * np.float32(epsilon)

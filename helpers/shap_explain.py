@@ -64,6 +64,7 @@ __all__ = [
 
 # Backgrounds kept per traced explainer (one explainer per model and layer).
 _BACKGROUNDS_PER_LAYER = 3
+MAX_BACKGROUND = 512  # background images, held in memory at the model's input size
 
 
 # --------------------------------------------------------------------------
@@ -97,6 +98,8 @@ def background_set(model_or_size, size: int | None = None, *, seed: int = 0, pho
     from .images import _target_size
 
     size = positive_int(choose(32, 8) if size is None else size, "size")
+    if size > MAX_BACKGROUND:  # refused before the images are allocated
+        raise ValueError(f"size must be at most {MAX_BACKGROUND} background images, got {size:,}")
     seed = check_seed(seed, allow_none=False)
     excluded = [exclude] if isinstance(exclude, str) else list(dict.fromkeys(exclude))
     if photos is None:
@@ -534,6 +537,11 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     samples = positive_int(choose(200, 32) if samples is None else samples, "samples")
     batch_size = positive_int(batch_size, "batch_size")
     seed = check_seed(seed, allow_none=False)
+    if background_size is not None:  # checked here, named as the caller knows it
+        background_size = positive_int(background_size, "background_size")
+        if background_size > MAX_BACKGROUND:
+            raise ValueError(f"background_size must be at most {MAX_BACKGROUND} images, got "
+                             f"{background_size:,}")
     if background is not None and background_size is not None:
         raise ValueError("give either background (the images) or background_size (to build "
                          "h.background_set), not both")

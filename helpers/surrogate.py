@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 SEGMENTATIONS = ("slic", "quickshift")
+MAX_SAMPLES = 20_000  # KernelSHAP on/off vectors per image (shap holds samples x segments)
+MAX_SEGMENTS = 1_000  # superpixels asked of SLIC
 
 
 # --------------------------------------------------------------------------
@@ -80,10 +82,15 @@ def kernel_shap(model, images, class_index=None, *, segments=None, num_segments:
     one image or (N, H, W) for a batch, each pixel showing its superpixel's
     value phi_s, and the values, segments and completeness check.
     """
-    import shap
-
     num_segments = positive_int(num_segments, "num_segments")
     samples = positive_int(choose(1000, 200) if samples is None else samples, "samples")
+    if samples > MAX_SAMPLES:  # shap allocates samples x segments up front
+        raise ValueError(f"samples must be at most {MAX_SAMPLES:,} (on/off vectors per image), "
+                         f"got {samples:,}")
+    if num_segments > MAX_SEGMENTS:
+        raise ValueError(f"num_segments must be at most {MAX_SEGMENTS:,}, got {num_segments:,}")
+    import shap
+
     seed = check_seed(seed, allow_none=False)
     batch_size = positive_int(batch_size, "batch_size")
     call = explanation_call(model, images, class_index)
@@ -141,6 +148,8 @@ def superpixels(image, num_segments: int = 50, *, method: str = "slic",
     from skimage.segmentation import quickshift, slic
 
     num_segments = positive_int(num_segments, "num_segments")
+    if num_segments > MAX_SEGMENTS:
+        raise ValueError(f"num_segments must be at most {MAX_SEGMENTS:,}, got {num_segments:,}")
     check_choice(method, "method", SEGMENTATIONS)
     compactness = check_number(compactness, "compactness", minimum=0, inclusive=(False, True),
                                accepted="a positive number")

@@ -180,8 +180,10 @@ def test_real_model_few_steps_beat_grey_and_noise(lite0):
 def test_errors_name_the_problem(colour_cnn, tiny_cnn):
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         h.maximize_class(colour_cnn, 0, steps=0, progress=False)
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(TypeError, match="steps must be a positive integer"):  # as everywhere
         h.maximize_channel(colour_cnn, "colour", 0, steps=2.5, progress=False)
+    with pytest.raises(ValueError, match="steps must be a positive integer of at most 100,000"):
+        h.maximize_class(colour_cnn, 0, steps=100_001, progress=False)
     with pytest.raises(ValueError, match="channel 2 is out of range: layer 'colour' has 2 "
                                          "channels, 0..1"):
         h.maximize_channel(colour_cnn, "colour_activation", 2, steps=1, progress=False)
