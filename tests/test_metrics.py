@@ -600,8 +600,10 @@ def test_road_is_seeded_and_independent_of_batching(looker, bright_region_image)
                          batch_size=32, progress=False)
     other = h.road_curve(looker, bright_region_image, heat, 0, steps=4, seed=4, noise=20,
                          progress=False)
-    np.testing.assert_array_equal(first.scores, again.scores)
-    assert not np.array_equal(first.scores, other.scores)
+    # Batches of 2 and of 5 images: oneDNN picks its kernels by instruction set and batch
+    # shape, so the last digits may differ between them (and between CPUs).
+    np.testing.assert_allclose(first.scores, again.scores, rtol=1e-6, atol=1e-7)
+    assert np.abs(first.scores - other.scores).max() > 1e-5  # another seed: other noise
     np.testing.assert_allclose(first.scores, other.scores, atol=0.05)  # only the noise differs
     fresh = h.road_curve(looker, bright_region_image, heat, 0, steps=4, seed=None, noise=20,
                          progress=False)

@@ -152,8 +152,12 @@ def test_one_quadrant_model_gets_its_map_in_that_quadrant(quadrant_model):
     heat = h.occlusion_map(quadrant_model, image, 0, patch_size=8, stride=4, baseline="black",
                            score="logit", progress=False)
     assert np.all(heat[:16, :16] > 0)
-    # Every patch that covers these pixels lies outside the quadrant.
-    assert np.all(heat[20:, :] == 0) and np.all(heat[:, 20:] == 0)
+    # Every patch that covers these pixels lies outside the quadrant: the occluded logit is
+    # the clean one (about 2.4), computed again in another batch. oneDNN picks its kernels by
+    # instruction set, so the last digits differ between CPUs (-6e-8 on AVX2): zero up to
+    # float32 round-off, far below the 0.33 or more of every pixel in the quadrant.
+    np.testing.assert_allclose(heat[20:, :], 0, atol=1e-5)
+    np.testing.assert_allclose(heat[:, 20:], 0, atol=1e-5)
     opposite = h.occlusion_map(quadrant_model, image, 1, patch_size=8, stride=4, baseline="black",
                                score="logit", progress=False)
     np.testing.assert_allclose(opposite, -heat, atol=1e-6)

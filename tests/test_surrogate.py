@@ -107,7 +107,10 @@ def test_seeds_agree_on_a_score_with_interactions(region_model, photo):
     state = np.random.get_state()
     first = run(0)
     assert np.array_equal(np.random.get_state()[1], state[1])  # numpy's state restored
-    np.testing.assert_array_equal(run(0, batch_size=5), first)
+    # Another batch size: oneDNN picks its kernels by instruction set and batch shape, so the
+    # last digits of the scores, and of the values fitted to them, may differ.
+    np.testing.assert_allclose(run(0, batch_size=5), first, rtol=1e-5,
+                               atol=1e-6 * np.abs(first).max())
     other = run(1)
     assert not np.array_equal(first, other)
     assert np.corrcoef(first, other)[0, 1] > 0.98
