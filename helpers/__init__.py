@@ -31,6 +31,7 @@ from .shap_explain import *  # noqa: F401,F403
 from .integrated_gradients import *  # noqa: F401,F403
 from .surrogate import *  # noqa: F401,F403
 from .exercises import *  # noqa: F401,F403
+from .widgets import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 

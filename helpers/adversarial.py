@@ -97,7 +97,7 @@ def _compiled_loss_gradient(model):
     return cached(model, "loss_and_gradient", build)
 
 
-def _loss_and_gradient(model, images, labels):
+def loss_and_gradient(model, images, labels):
     """Per-image losses (N,) and input gradients (N, H, W, C) as numpy arrays."""
     loss, gradient, _ = _compiled_loss_gradient(model)(
         tf.constant(np.asarray(images, dtype=np.float32)),
@@ -114,7 +114,7 @@ def predict_classes(model, images, *, fit: str = "crop", batch_size: int = 32) -
 
     Float images at the model's size are classified as they are (unrounded).
     """
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     batch, single = model_batch(model, images, fit=fit)
     classes = np.argmax(predict_logits(model, batch, batch_size), axis=-1).astype(np.int64)
     return classes[0] if single else classes
@@ -122,10 +122,10 @@ def predict_classes(model, images, *, fit: str = "crop", batch_size: int = 32) -
 
 def _losses_and_gradients(model, images, class_index, fit, batch_size):
     """Per-image cross-entropy (N,) and its input gradient (N, H, W, C), chunked."""
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     call = explanation_call(model, images, class_index, fit=fit)
     batch, single, labels = call.batch, call.single, call.classes
-    chunks = [_loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])
+    chunks = [loss_and_gradient(model, batch[i:i + batch_size], labels[i:i + batch_size])
               for i in range(0, len(batch), batch_size)]
     losses = np.concatenate([loss for loss, _ in chunks]).astype(np.float32)
     gradients = np.concatenate([gradient for _, gradient in chunks]).astype(np.float32)
@@ -159,11 +159,11 @@ def loss_gradient(model, images, class_index=None, *, fit: str = "crop",
 # Argument checks
 # ---------------------------------------------------------------------------
 
-def _check_batch_size(batch_size):
+def check_batch_size(batch_size):
     return positive_int(batch_size, "batch_size")
 
 
-def _check_epsilon(epsilon, name="epsilon") -> float:
+def check_epsilon(epsilon, name="epsilon") -> float:
     epsilon = check_number(epsilon, name, minimum=0, maximum=255,
                            accepted="a number of pixel levels of the 0..255 range")
     levels = epsilon * 255
@@ -182,7 +182,7 @@ def _check_epsilons(epsilons) -> np.ndarray:
     if isinstance(epsilons, (str, bytes)) or not hasattr(epsilons, "__iter__"):
         raise TypeError(f"epsilons must be a list of pixel levels such as (1, 2, 4, 8, 16), "
                         f"not {type(epsilons).__name__}")
-    values = [_check_epsilon(e, "each epsilon") for e in epsilons]
+    values = [check_epsilon(e, "each epsilon") for e in epsilons]
     if not values:
         raise ValueError("epsilons is empty; give pixel levels such as (1, 2, 4, 8, 16)")
     return np.asarray(values, dtype=np.float32)
@@ -213,7 +213,7 @@ def _attack_chunk(model, clean, labels, epsilons, *, targeted, steps, step_size)
     direction = -1.0 if targeted else 1.0
     for step in range(int(steps.max())):
         active = np.flatnonzero(step < steps)
-        _, gradient = _loss_and_gradient(model, adversarial[active], labels[active])
+        _, gradient = loss_and_gradient(model, adversarial[active], labels[active])
         move = direction * step_size[active, None, None, None] * np.sign(gradient)
         adversarial[active] = np.clip(adversarial[active] + move, low[active], high[active])
     return adversarial
@@ -243,8 +243,8 @@ def attack(model, images, class_index=None, *, method: str = "fgsm", epsilon: fl
            fit: str = "crop", batch_size: int = 16, progress: bool = True) -> np.ndarray:
     """Adversarial images by ``method`` ("fgsm" or "iterative_fgsm"); see :func:`fgsm`."""
     _check_method(method)
-    _check_batch_size(batch_size)
-    epsilon = _check_epsilon(epsilon)
+    check_batch_size(batch_size)
+    epsilon = check_epsilon(epsilon)
     if target_class is not None and class_index is not None:
         raise ValueError("give class_index (the class to move away from, untargeted) or "
                          "target_class (the class to move towards, targeted), not both")
@@ -387,7 +387,7 @@ def success_rates(model, images, class_index=None, *, epsilons=DEFAULT_EPSILONS,
     once per image and reused for every epsilon.
     """
     _check_method(method)
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     epsilon_values = _check_epsilons(epsilons)
     batch, _ = model_batch(model, images, fit=fit)
     clean_classes = np.argmax(predict_logits(model, batch, batch_size), axis=-1).astype(np.int64)
@@ -407,7 +407,7 @@ def success_rates(model, images, class_index=None, *, epsilons=DEFAULT_EPSILONS,
         with _progress(len(chunks), progress, "fgsm success rate") as bar:
             for start in chunks:
                 clean = batch[start:start + batch_size]
-                _, gradient = _loss_and_gradient(model, clean, labels[start:start + batch_size])
+                _, gradient = loss_and_gradient(model, clean, labels[start:start + batch_size])
                 sign = np.sign(gradient) * (-1.0 if targeted else 1.0)
                 for column, epsilon in enumerate(epsilon_values):
                     adversarial = np.clip(clean + epsilon * sign, 0.0, 255.0).astype(np.float32)
@@ -550,7 +550,7 @@ def transfer_rates(source_model, target_models, images, class_index=None, *,
     """
     _check_model(source_model, "source_model")
     _check_method(method)
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     seed = check_seed(seed, allow_none=False)
     epsilon_values = _check_epsilons(epsilons)
     targets = _named_models(target_models)

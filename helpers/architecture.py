@@ -33,7 +33,9 @@ from .environment import tf  # noqa: F401  (quiet TensorFlow import first)
 import keras
 
 from .pipeline import model_batch
-from .models import _walk, feature_model, find_layer, spatial_layers
+from .models import walk_layers, feature_model, find_layer, spatial_layers
+from .models import PixelPreprocess
+from .plot import SIGNED_CMAP, UNSIGNED_CMAP, show
 
 __all__ = [
     "layer_table",
@@ -175,7 +177,7 @@ def _group_from_name(name: str) -> str | None:
     return None
 
 
-def _output_shape(layer) -> tuple:
+def output_shape_of(layer) -> tuple:
     try:
         output = layer.output
     except (AttributeError, ValueError):
@@ -186,8 +188,6 @@ def _output_shape(layer) -> tuple:
 
 
 def _is_input(layer) -> bool:
-    from .models import PixelPreprocess
-
     return isinstance(layer, (keras.layers.InputLayer, PixelPreprocess, keras.layers.Rescaling,
                               keras.layers.Normalization))
 
@@ -200,8 +200,8 @@ def _grouped_layers(model):
     before the first group are the "stem", and everything after the last
     spatial map (pooling, dense) is the "head".
     """
-    layers = [layer for _, layer in _walk(model) if not isinstance(layer, keras.Model)]
-    last_spatial = max((i for i, layer in enumerate(layers) if len(_output_shape(layer)) == 3),
+    layers = [layer for _, layer in walk_layers(model) if not isinstance(layer, keras.Model)]
+    last_spatial = max((i for i, layer in enumerate(layers) if len(output_shape_of(layer)) == 3),
                        default=-1)
     grouped, current = [], "stem"
     for i, layer in enumerate(layers):
@@ -210,7 +210,7 @@ def _grouped_layers(model):
             continue
         named = _group_from_name(layer.name)
         if i > last_spatial >= 0 or (named is None and isinstance(layer, _HEAD_TYPES)
-                                     and len(_output_shape(layer)) < 3):
+                                     and len(output_shape_of(layer)) < 3):
             named = "head"
         current = named or current
         grouped.append((layer, current))
@@ -247,7 +247,7 @@ def layer_table(model: keras.Model, *, group=None) -> Table:
     """
     grouped = _grouped_layers(model)
     wanted = _check_groups(model, grouped, group)
-    rows = [(layer.name, type(layer).__name__, _output_shape(layer), int(layer.count_params()), g)
+    rows = [(layer.name, type(layer).__name__, output_shape_of(layer), int(layer.count_params()), g)
             for layer, g in grouped if wanted is None or g in wanted]
     total = sum(row[3] for row in rows)
     title = f"{model.name}: {len(rows)} layers, {total:,} parameters"
@@ -268,16 +268,16 @@ def _group_rows(model):
     grouped = _grouped_layers(model)
     order = list(dict.fromkeys(g for _, g in grouped))
     rows = []
-    previous_shape = _output_shape(grouped[0][0]) if grouped else ()
+    previous_shape = output_shape_of(grouped[0][0]) if grouped else ()
     for name in order:
         layers = [layer for layer, g in grouped if g == name]
-        shape = _output_shape(layers[-1])
+        shape = output_shape_of(layers[-1])
         blocks = _block_names(layers)
         skips = sum(isinstance(layer, keras.layers.Add) for layer in layers)
         rows.append(dict(group=name, layers=len(layers), blocks=len(blocks), skips=skips,
                          input_shape=previous_shape, output_shape=shape,
                          params=int(sum(layer.count_params() for layer in layers)),
-                         shapes=[_output_shape(layer) for layer in layers]))
+                         shapes=[output_shape_of(layer) for layer in layers]))
         previous_shape = shape
     return rows
 
@@ -362,7 +362,7 @@ def show_architecture(model: keras.Model, *, figsize=(13, 6.5)):
                   "box width ∝ √channels")
 
     grouped = _grouped_layers(model)
-    shapes = [_output_shape(layer) for layer, _ in grouped]
+    shapes = [output_shape_of(layer) for layer, _ in grouped]
     index = np.arange(len(shapes))
     spatial_size = np.array([s[0] if len(s) == 3 else np.nan for s in shapes], dtype=float)
     channels = np.array([s[-1] if s else np.nan for s in shapes], dtype=float)
@@ -396,7 +396,7 @@ def show_architecture(model: keras.Model, *, figsize=(13, 6.5)):
 
 def conv_layers(model: keras.Model) -> list:
     """The convolution layers (Conv2D and DepthwiseConv2D) of a model, in graph order."""
-    return [layer for _, layer in _walk(model) if isinstance(layer, _CONV_TYPES)]
+    return [layer for _, layer in walk_layers(model) if isinstance(layer, _CONV_TYPES)]
 
 
 def _conv_layer(model, layer):
@@ -549,8 +549,6 @@ def show_channel_filters(model: keras.Model, layer, *, filters=None, channels=No
     """
     import matplotlib.pyplot as plt
 
-    from .plot import SIGNED_CMAP
-
     conv = _conv_layer(model, layer)
     slices = channel_filters(model, conv, scale=scale)
     n_out, n_in, kh, kw = slices.shape
@@ -626,7 +624,7 @@ def _check_indices(indices, size, what, layer_name):
 _FEATURE_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _feature_model(model, layer_name):
+def layer_output_model(model, layer_name):
     """The model cut at one layer, built once per (model, layer) for interactive use."""
     try:
         cache = _FEATURE_MODELS.setdefault(model, {})
@@ -647,11 +645,14 @@ def activations(model: keras.Model, images, layer, *, batch_size: int = 32,
     ``(units,)`` / ``(N, units)``). Images run through the model up to the
     layer in chunks of ``batch_size``.
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be a positive integer, not "
+                        f"{type(batch_size).__name__} ({batch_size!r})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     found = find_layer(model, layer)
     batch, single = model_batch(model, images, fit=fit)
-    cut = _feature_model(model, found.name)
+    cut = layer_output_model(model, found.name)
     outputs = [np.asarray(cut(batch[i:i + batch_size], training=False), dtype=np.float32)
                for i in range(0, len(batch), batch_size)]
     maps = np.concatenate(outputs, axis=0)
@@ -668,8 +669,11 @@ def top_channels(feature_maps, count: int = 16) -> tuple[np.ndarray, np.ndarray]
     if maps.ndim not in (3, 4):
         raise ValueError(f"feature maps must be (h, w, channels) or (N, h, w, channels); got shape "
                          f"{maps.shape}")
-    if not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"count must be a positive integer, not {count!r}")
+    if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)):
+        raise TypeError(f"count must be a positive integer, not {type(count).__name__} "
+                        f"({count!r})")
+    if count < 1:
+        raise ValueError(f"count must be a positive integer, got {count}")
     means = maps.reshape(-1, maps.shape[-1]).mean(axis=0)
     order = np.argsort(-means, kind="stable")[:count]
     return order, means[order]
@@ -677,10 +681,10 @@ def top_channels(feature_maps, count: int = 16) -> tuple[np.ndarray, np.ndarray]
 
 def _spatial_layer(model, layer):
     found = find_layer(model, layer)
-    if len(_output_shape(found)) != 3:
+    if len(output_shape_of(found)) != 3:
         names = [spatial.name for spatial in spatial_layers(model)]
         raise ValueError(
-            f"layer {found.name!r} outputs shape {_output_shape(found)}, not a spatial map "
+            f"layer {found.name!r} outputs shape {output_shape_of(found)}, not a spatial map "
             f"(h, w, channels); choose one of the {len(names)} spatial layers, e.g. "
             f"{', '.join(names[:3])} ... {names[-1] if names else ''}")
     return found
@@ -694,8 +698,6 @@ def show_feature_maps(model: keras.Model, image, layer, *, count: int = 15, ncol
     with its channel index and mean activation.
     """
     import matplotlib.pyplot as plt
-
-    from .plot import UNSIGNED_CMAP
 
     found = _spatial_layer(model, layer)
     batch, single = model_batch(model, image, fit=fit, name="image")
@@ -726,8 +728,6 @@ def show_channel(model: keras.Model, image, layer, channel: int, *, fit: str = "
     """One channel of a layer for one photo: the map, and the map upsampled over the photo."""
     import matplotlib.pyplot as plt
     from PIL import Image
-
-    from .plot import UNSIGNED_CMAP, show
 
     found = _spatial_layer(model, layer)
     batch, single = model_batch(model, image, fit=fit, name="image")
@@ -764,8 +764,8 @@ def receptive_field(model: keras.Model, layer) -> tuple[int, int]:
     the Effective Receptive Field in Deep Convolutional Neural Networks*).
     """
     target = find_layer(model, layer)
-    if len(_output_shape(target)) != 3:
-        raise ValueError(f"layer {target.name!r} outputs shape {_output_shape(target)}, not a "
+    if len(output_shape_of(target)) != 3:
+        raise ValueError(f"layer {target.name!r} outputs shape {output_shape_of(target)}, not a "
                          "spatial map: its units see the whole image")
     fields: dict[int, tuple[int, int]] = {}
     for current in model.layers:

@@ -57,6 +57,7 @@ import numpy as np
 
 from .images import SAMPLES, load_image, resize_image
 from .labels import DATA_DIR, class_index as lookup_class_index, class_name as lookup_class_name
+from .metrics import ScoreTable, human_agreement
 
 __all__ = [
     "load_annotations",
@@ -904,10 +905,11 @@ def compare_with_class(maps: dict, annotations, *, size=224, k: float | None = N
     pointing game, Spearman correlation with the class's map). Returns a
     :class:`helpers.metrics.ScoreTable`.
     """
-    from .metrics import ScoreTable, human_agreement
-
-    if not isinstance(maps, dict) or not maps:
-        raise TypeError("maps must be a non-empty dict {method name: (H, W) map}")
+    if not isinstance(maps, dict):
+        raise TypeError(f"maps must be a dict {{method name: (H, W) map}}, not "
+                        f"{type(maps).__name__}")
+    if not maps:
+        raise ValueError("maps is empty: give at least one {method name: (H, W) map}")
     agreement = class_agreement(annotations)
     shapes = {np.shape(heat) for heat in maps.values()}
     if len(shapes) == 1 and len(next(iter(shapes))) == 2:

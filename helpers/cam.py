@@ -86,6 +86,7 @@ from .models import feature_model, find_layer, last_spatial_layer, spatial_layer
 from .pipeline import (batches, cached, check_bool, check_choice, explanation_call,
                        logits_model, positive_int, progress_bar)
 from .plot import normalise_map
+from .saliency import reduce_gradients, saliency
 
 __all__ = [
     "CAM_METHODS",
@@ -171,8 +172,6 @@ def guided_gradcam(model, images, class_index=None, *, layer=None, reduce: str =
     Returns float32 (H, W) for one image or (N, H, W) for a batch
     ((H, W, 3) / (N, H, W, 3) with ``reduce=None``).
     """
-    from .saliency import reduce_gradients, saliency
-
     call = explanation_call(model, images, class_index)
     cams = gradcam(model, call.batch, call.classes, layer=layer, method="gradcam",
                    batch_size=batch_size, progress=progress)

@@ -40,6 +40,8 @@ import numbers
 
 import numpy as np
 
+from .labels import class_index
+
 __all__ = ["check_answer"]
 
 DEFAULT_RELATIVE = 0.01
@@ -80,8 +82,6 @@ def _normalise(text: str) -> str:
 
 def _class_of(value):
     """The ImageNet class index a text or index names, or None."""
-    from .labels import class_index
-
     try:
         return class_index(value)
     except (TypeError, ValueError):

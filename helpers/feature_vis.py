@@ -66,8 +66,14 @@ import numpy as np
 from .environment import choose, tf
 import keras
 
+from .architecture import layer_output_model
+from .images import load_image, resize_image
+from .maximization import channels_of, maximization_target
+from .models import feature_model
+from .photos import collection_photos
 from .pipeline import (LUMA_WEIGHTS, batches, cached, check_bool, check_choice, check_number,
-                       check_seed, holder, model_spec, positive_int, progress_bar)
+                       check_seed, explanation_call, holder, model_batch, model_spec,
+                       positive_int, predict_logits, progress_bar, resolve_classes)
 
 __all__ = [
     "visualize_class",
@@ -480,8 +486,6 @@ def _start(parameterization, start, seeds, model):
         # Small random coefficients: the image starts as faint noise around grey.
         return np.stack([np.random.default_rng([seed, 0]).normal(
             0.0, 0.01, parameterization.shape).astype(np.float32) for seed in seeds])
-    from .pipeline import model_batch
-
     try:
         batch, _ = model_batch(model, start, name="start")
     except (TypeError, ValueError) as error:
@@ -586,8 +590,6 @@ def visualize_class(model: keras.Model, class_index, *, parameterization: str = 
     :class:`helpers.Snapshots` (images at chosen steps, every step's scores).
     A softmax-ending model is optimised on its logits.
     """
-    from .labels import resolve_classes
-
     spec = model_spec(model)
     classes, single = _as_list(class_index)
     indices = resolve_classes(classes, len(classes), num_classes=spec.num_classes)
@@ -615,13 +617,10 @@ def visualize_channel(model: keras.Model, layer, channel, *, pre_activation: boo
     Only the network up to ``layer`` runs, so shallow channels are cheap.
     Other arguments as in :func:`visualize_class`.
     """
-    from .architecture import _feature_model
-    from .maximization import _channels, maximization_target
-
     target = maximization_target(model, layer, pre_activation=check_bool(
         pre_activation, "pre_activation"))
-    channels, single = _channels(model, target, channel)
-    images = _optimise(model, ("channel", target), _feature_model(model, target),
+    channels, single = channels_of(model, target, channel)
+    images = _optimise(model, ("channel", target), layer_output_model(model, target),
                        _channel_objective, channels, steps=steps, seed=seed, start=start,
                        parameterization=parameterization, decorrelate=decorrelate,
                        decay_power=decay_power, transforms=transforms,
@@ -662,8 +661,6 @@ class DatasetExamples:
 
 def _photo_views(model, images):
     """Each photo at the model's size, and at twice it as four quarter views."""
-    from .images import load_image, resize_image
-
     height, width = model_spec(model).size
     views, names = [], []
     for index, image in enumerate(images):
@@ -681,8 +678,6 @@ def _photo_views(model, images):
 
 def _layer_maps(model, layers, views, batch_size=16):
     """Every layer's maps for the views, from one compiled multi-output forward pass."""
-    from .models import feature_model
-
     shape = (None,) + model_spec(model).input_shape
 
     def build():
@@ -716,8 +711,6 @@ def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: 
     ``negative=True`` finds the crops where the channel is lowest instead
     (the counterpart of ``visualize_channel(..., negative=True)``).
     """
-    from .maximization import _channels, maximization_target
-
     count = positive_int(count, "count")
     pre_activation = check_bool(pre_activation, "pre_activation")
     sign = -1.0 if check_bool(negative, "negative") else 1.0
@@ -729,7 +722,7 @@ def dataset_examples(model: keras.Model, layer, channel, *, images=None, count: 
     targets = [maximization_target(model, name, pre_activation=pre_activation)
                for name in layers]
     for target, c in zip(targets, channels):
-        _channels(model, target, c)
+        channels_of(model, target, c)
     views, sources = _photo_views(model, _collection() if images is None else list(images))
     maps = _layer_maps(model, tuple(dict.fromkeys(targets)), views)
     height, width = views.shape[1:3]
@@ -770,8 +763,6 @@ def strongest_channels(model: keras.Model, layer, count: int = 4, *, images=None
     ``layer``: a name (an int array back) or a list of names (a dict of
     them; the photos run through the network once).
     """
-    from .maximization import maximization_target
-
     count = positive_int(count, "count")
     pre_activation = check_bool(pre_activation, "pre_activation")
     names = list(layer) if isinstance(layer, (list, tuple)) else [layer]
@@ -797,8 +788,6 @@ def class_rank(model: keras.Model, images, class_index) -> np.ndarray | int:
     honest measure of whether an image shows a class or only fools the
     model it was optimised on.
     """
-    from .pipeline import explanation_call, predict_logits
-
     call = explanation_call(model, images, class_index)
     logits = predict_logits(model, call.batch)
     own = logits[np.arange(len(call.batch)), call.classes]
@@ -807,6 +796,4 @@ def class_rank(model: keras.Model, images, class_index) -> np.ndarray | int:
 
 
 def _collection():
-    from .photos import collection_photos
-
     return collection_photos()

@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import difflib
 import io
+import numbers
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .photos import collection_file, photo_collection
 
 __all__ = [
     "sample_names",
@@ -148,7 +151,7 @@ def _check_bytes(size: int, what: str):
                          "resize or compress it first")
 
 
-def _from_bytes(data, what: str = "the image bytes") -> np.ndarray:
+def from_bytes(data, what: str = "the image bytes") -> np.ndarray:
     """An upload's bytes through the same checks as a file (size, pixels, EXIF, bit depth)."""
     data = bytes(data)
     _check_bytes(len(data), what)
@@ -316,12 +319,10 @@ def load_image(source) -> np.ndarray:
     values are read by the rules of :func:`to_uint8` (16-bit scaled, never
     clipped).
     """
-    from .photos import collection_file, photo_collection
-
     if isinstance(source, Image.Image):
         return _from_pil(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _from_bytes(source)
+        return from_bytes(source)
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         if isinstance(source, str) and text in SAMPLES:
@@ -375,22 +376,38 @@ def resize_image(image: np.ndarray, size, fit: str = "squash") -> np.ndarray:
     return np.asarray(canvas)
 
 
-def _target_size(model_or_size):
-    if model_or_size is None:
-        raise ValueError("prepare needs a model or a size")
-    if hasattr(model_or_size, "inputs"):
-        from .models import input_size
+def target_size(model_or_size, name: str = "model_or_size") -> tuple[int, int]:
+    """(height, width) for a Keras model (read from its input shape) or a size.
 
-        return input_size(model_or_size)
-    if np.isscalar(model_or_size):
-        return int(model_or_size), int(model_or_size)
-    return tuple(int(v) for v in model_or_size)
+    A size is one positive int (a square) or (height, width). The full check of
+    a model (one image input, 1 or 3 channels) happens where it is called.
+    """
+    if isinstance(model_or_size, str):
+        raise TypeError(f"{name} must be a Keras model or an input size (an int or (height, "
+                        f"width)), not the string {model_or_size!r}; to use a model by name, "
+                        f"load it first: model = h.load_model({model_or_size!r})")
+    shape = getattr(model_or_size, "input_shape", None)
+    if shape is not None and hasattr(model_or_size, "inputs"):
+        if isinstance(shape, list) or len(shape) != 4 or None in tuple(shape[1:3]):
+            raise ValueError(f"{name}: the model's input shape is {shape}; the course's methods "
+                             "take models with one image input (batch, height, width, "
+                             "channels) of a fixed size")
+        return int(shape[1]), int(shape[2])
+    sizes = (model_or_size,) * 2 if np.isscalar(model_or_size) else model_or_size
+    if not isinstance(sizes, (tuple, list, np.ndarray)) or len(sizes) != 2 or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+            for v in sizes):
+        raise TypeError(f"{name} must be a Keras model or an input size (an int or (height, "
+                        f"width) ints), not {type(model_or_size).__name__} ({model_or_size!r})")
+    if min(sizes) < 1:
+        raise ValueError(f"{name}: an input size must be positive, got {model_or_size!r}")
+    return int(sizes[0]), int(sizes[1])
 
 
 def prepare(source, model_or_size, *, fit: str = "crop") -> np.ndarray:
     """One image as a model-ready batch: float32 (1, H, W, 3), pixels in 0..255."""
     image = load_image(source)
-    return resize_image(image, _target_size(model_or_size), fit)[None].astype(np.float32)
+    return resize_image(image, target_size(model_or_size), fit)[None].astype(np.float32)
 
 
 def as_batch(images, model_or_size, *, fit: str = "crop") -> tuple[np.ndarray, bool]:
@@ -400,7 +417,7 @@ def as_batch(images, model_or_size, *, fit: str = "crop") -> tuple[np.ndarray, b
     already-prepared float batch (N, H, W, 3) of the model's size.
     ``single`` tells the caller to return one map rather than a batch.
     """
-    size = _target_size(model_or_size)
+    size = target_size(model_or_size)
     if isinstance(images, np.ndarray) and images.ndim == 4:
         if images.shape[1:3] != tuple(size) or images.shape[-1] != 3:
             raise ValueError(

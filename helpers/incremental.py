@@ -26,7 +26,7 @@ and every later layer changes fully.
   window, the map's zero padding where the window meets the border). Once a
   window covers most of its map it is pasted into the base map and the rest
   of the network runs as usual. The scores equal full recomputation up to
-  float round-off; it returns the same :class:`helpers.occlusion.OcclusionScores`
+  float round-off; it returns the same :class:`helpers.occlusion.OcclusionScores` (through :func:`helpers.incremental_occlusion_scores`)
   as :func:`helpers.occlusion_scores`.
 
 Windows have a fixed size per layer (the largest any position needs; at the
@@ -49,15 +49,11 @@ import numpy as np
 from .environment import tf
 import keras
 
-from .masks import PatchMasks, baseline_image
+from .masks import DEFAULT_BATCH_SIZE, SCORES, PatchMasks, baseline_image
 from .models import PixelPreprocess, probabilities
-from .occlusion import DEFAULT_BATCH_SIZE, OcclusionScores, _check_knobs, _one_image
-from .pipeline import batches, cached, model_spec
+from .pipeline import batches, cached, check_choice, model_spec, positive_int
 
-__all__ = [
-    "incremental_occlusion_scores",
-    "incremental_bound",
-]
+__all__ = ["incremental_bound"]
 
 # A layer whose changed window covers at least this share of its map, and
 # every layer after it, is computed on the whole map: on a window that large
@@ -70,31 +66,8 @@ _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
 # --------------------------------------------------------------------------
-# The lesson's calls
+# The engine's call (h.incremental_occlusion_scores in helpers.occlusion wraps it)
 # --------------------------------------------------------------------------
-
-def incremental_occlusion_scores(model, image, *, patch_size: int = 32, stride: int = 8,
-                                 baseline="grey", score: str = "probability",
-                                 batch_size: int = DEFAULT_BATCH_SIZE,
-                                 progress: bool = True) -> OcclusionScores:
-    """Sliding-patch occlusion of one image by incremental inference (Nakandala et al. 2019).
-
-    The same scores as :func:`helpers.occlusion_scores` (Zeiler & Fergus
-    2014: every class's score with the patch at every position, drop map
-    ``.map(class)``), computed with fewer multiply-adds: each early layer is
-    recomputed only inside the window the patch changed (see the module
-    docstring and :func:`incremental_bound`). ``batch_size`` positions are
-    scored at a time by one compiled function.
-    """
-    _check_knobs(score, batch_size)
-    image = _one_image(model, image)
-    masks = PatchMasks(image.shape[0], image.shape[1], patch_size, stride)
-    clean, logits = incremental_patch_scores(model, image, masks, baseline=baseline,
-                                             score="logit", batch_size=batch_size,
-                                             progress=progress)
-    return OcclusionScores(masks, clean_logits=clean, logits=logits, baseline=baseline,
-                           score=score)
-
 
 def incremental_patch_scores(model, image, masks: PatchMasks, positions=None, *, baseline="grey",
                              score: str = "probability", batch_size: int = DEFAULT_BATCH_SIZE,
@@ -109,7 +82,8 @@ def incremental_patch_scores(model, image, masks: PatchMasks, positions=None, *,
     ``score="logit"``), so a coarse-to-fine pass can score only its new
     positions.
     """
-    _check_knobs(score, batch_size)
+    check_choice(score, "score", SCORES)
+    positive_int(batch_size, "batch_size")
     spec = model_spec(model)
     image = np.asarray(image, dtype=np.float32)
     if image.shape != spec.input_shape:
@@ -118,7 +92,10 @@ def incremental_patch_scores(model, image, masks: PatchMasks, positions=None, *,
                          "(h.prepare(photo, model)[0] makes one)")
     plan = _plan(model, masks.patch_size, masks.stride)  # a huge patch: no windows at all
     positions = np.arange(masks.count) if positions is None else np.asarray(positions)
-    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer) or \
+    if positions.size and not np.issubdtype(positions.dtype, np.integer):
+        raise TypeError(f"positions must be a list of integer position indices, not "
+                        f"{positions.dtype} values")
+    if positions.ndim != 1 or \
             (positions.size and not 0 <= positions.min() <= positions.max() < masks.count):
         raise ValueError(f"positions must be a list of position indices in 0..{masks.count - 1}")
     hidden = baseline_image(image, baseline)

@@ -42,7 +42,7 @@ from .labels import NUM_CLASSES, class_name
 from .masks import baseline_image
 from .pipeline import (batches, check_choice, check_seed, explanation_call, positive_int,
                        predict_logits)
-from .saliency import REDUCTIONS, _gradient_function, reduce_gradients
+from .saliency import REDUCTIONS, gradient_function, reduce_gradients
 
 __all__ = [
     "integrated_gradients",
@@ -96,7 +96,7 @@ def integrated_gradients(model, images, class_index=None, *, baseline="black",
     call = explanation_call(model, images, class_index)
     batch, classes = call.batch, call.classes.astype(np.int32)
     baselines = _baselines(batch, baseline, blur_sigma, seed)
-    gradients_of = _gradient_function(model, "vanilla")
+    gradients_of = gradient_function(model, "vanilla")
 
     points = len(alphas)
     sums = np.zeros(batch.shape, dtype=np.float64)
@@ -137,7 +137,7 @@ def gradient_x_input(model, images, class_index=None, *, reduce: str | None = "s
     check_choice(reduce, "reduce", REDUCTIONS)
     batch_size = positive_int(batch_size, "batch_size")
     call = explanation_call(model, images, class_index)
-    gradients_of = _gradient_function(model, "vanilla")
+    gradients_of = gradient_function(model, "vanilla")
     products = np.empty(call.batch.shape, dtype=np.float32)
     for start, stop in batches(len(call.batch), batch_size, progress=progress,
                                description="gradient x input"):

@@ -20,7 +20,6 @@ __all__ = [
     "class_names",
     "class_name",
     "class_index",
-    "top_k",
     "decode",
 ]
 
@@ -154,63 +153,3 @@ class TopK:
         return [name for _, name, _ in self.rows]
 
 
-def top_k(model, image, k: int = 5, *, fit: str = "crop", title: str = "") -> TopK:
-    """The model's top-``k`` classes for one image, as a readable table."""
-    from .models import probabilities
-    from .pipeline import model_batch, predict_logits, positive_int
-
-    k = positive_int(k, "k")
-    batch, single = model_batch(model, image, fit=fit, name="image")
-    if not single and len(batch) != 1:
-        raise ValueError(f"image: top_k takes one image; got a batch of {len(batch)}")
-    probs = probabilities(predict_logits(model, batch))[0]
-    if len(probs) != NUM_CLASSES:
-        raise ValueError(f"model: top_k names ImageNet classes, but the model has {len(probs)} "
-                         "outputs; use h.probabilities(h.predict_logits(model, batch))")
-    return TopK(decode(probs, k), title)
-
-
-def resolve_classes(class_index, batch_size: int, *, model=None, batch=None,
-                    num_classes: int = NUM_CLASSES, name: str = "class_index") -> np.ndarray:
-    """One class index per image, as an int array of length ``batch_size``.
-
-    ``class_index`` may be None (each image's top-1 prediction, which needs
-    ``model`` and ``batch``), an index or name for every image, or a list
-    with one index or name per image. ``num_classes`` bounds indices for
-    models that are not 1000-class ImageNet models; names are ImageNet names,
-    so they need a 1000-class model.
-    """
-    if class_index is None:
-        if model is None or batch is None:
-            raise ValueError(f"{name}=None (the predicted class) needs the model and batch")
-        from .pipeline import predict_logits
-
-        return np.argmax(predict_logits(model, batch), axis=-1).astype(np.int64)
-    items = list(class_index) if isinstance(class_index, (list, tuple, np.ndarray)) else None
-    if items is None:
-        items = [class_index] * batch_size
-    if len(items) != batch_size:
-        raise ValueError(f"{name}: got {len(items)} classes for {batch_size} images; give one "
-                         "per image (or one for all)")
-    indices = []
-    for item in items:
-        if isinstance(item, str):
-            if num_classes != NUM_CLASSES:
-                raise ValueError(
-                    f"{name}: {item!r} is an ImageNet class name, but the model has "
-                    f"{num_classes} classes; give an index 0..{num_classes - 1}")
-            index = class_index_of(item)
-        elif isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
-            raise TypeError(f"{name} must be a class index (integer) or an ImageNet class "
-                            f"name (str), or a list of them; got {type(item).__name__} "
-                            f"({item!r})")
-        else:
-            index = int(item)
-        if not 0 <= index < num_classes:
-            raise ValueError(f"{name}: class index {index} is out of range: the model has "
-                             f"classes 0..{num_classes - 1}")
-        indices.append(index)
-    return np.asarray(indices, dtype=np.int64)
-
-
-class_index_of = class_index

@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pipeline import check_choice, check_number, check_seed, positive_int
+from .checks import check_choice, check_number, check_seed, positive_int
+
+# What the occlusion engines score, and how many masked images they run at a time.
+SCORES = ("probability", "logit")
+DEFAULT_BATCH_SIZE = 32
 
 __all__ = [
     "BASELINES",

@@ -62,10 +62,10 @@ from tf_keras_vis.utils import get_num_of_steps_allowed
 from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
-from .architecture import _feature_model, _output_shape
-from .labels import resolve_classes
+from .architecture import layer_output_model, output_shape_of
+from .pipeline import resolve_classes
 from .pipeline import model_batch, model_spec, resolve_for_model
-from .models import _walk, find_layer, input_size, predict_logits
+from .models import walk_layers, find_layer, input_size, predict_logits
 
 __all__ = [
     "default_steps",
@@ -413,11 +413,11 @@ def maximization_target(model: keras.Model, layer, *, pre_activation: bool = Tru
     6 for ReLU6). Other layers are returned as they are.
     """
     found = find_layer(model, layer)
-    if len(_output_shape(found)) != 3:
-        names = [candidate.name for _, candidate in _walk(model)
-                 if len(_output_shape(candidate)) == 3 and not isinstance(candidate, keras.Model)]
+    if len(output_shape_of(found)) != 3:
+        names = [candidate.name for _, candidate in walk_layers(model)
+                 if len(output_shape_of(candidate)) == 3 and not isinstance(candidate, keras.Model)]
         raise ValueError(
-            f"layer {found.name!r} outputs shape {_output_shape(found)}, not a spatial map "
+            f"layer {found.name!r} outputs shape {output_shape_of(found)}, not a spatial map "
             f"(h, w, channels); channel maximisation needs a convolutional layer such as "
             f"{', '.join(names[2:5])} ... {names[-1] if names else ''}")
     if pre_activation and isinstance(found, (keras.layers.ReLU, keras.layers.Activation)):
@@ -428,9 +428,9 @@ def maximization_target(model: keras.Model, layer, *, pre_activation: bool = Tru
     return found.name
 
 
-def _channels(model, layer_name, channel):
+def channels_of(model, layer_name, channel):
     channels, single = _as_list(channel)
-    count = int(_output_shape(find_layer(model, layer_name))[-1])
+    count = int(output_shape_of(find_layer(model, layer_name))[-1])
     for c in channels:
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
             raise TypeError(f"a channel is an integer index, not {type(c).__name__}")
@@ -457,8 +457,8 @@ def maximize_channel(model: keras.Model, layer, channel, *, pre_activation: bool
     float32 ``(H, W, 3)`` (or ``(N, H, W, 3)``) pixels in 0..255.
     """
     target = maximization_target(model, layer, pre_activation=pre_activation)
-    channels, single = _channels(model, target, channel)
-    cut = _feature_model(model, target)
+    channels, single = channels_of(model, target, channel)
+    cut = layer_output_model(model, target)
     images = _run(model, cut, ("channel", target), channels, steps=steps, seed=seed,
                   start=start, tv_weight=tv_weight, norm_weight=norm_weight, norm_p=norm_p,
                   jitter=jitter, rotation=rotation, scale=scale, learning_rate=learning_rate,
@@ -481,11 +481,11 @@ def channel_score(model: keras.Model, images, layer, channel, *,
     """The objective of :func:`maximize_channel`: a channel's mean activation, per image."""
     target = maximization_target(model, layer, pre_activation=pre_activation)
     batch, single = model_batch(model, images)
-    channels, _ = _channels(model, target, channel)
+    channels, _ = channels_of(model, target, channel)
     if len(channels) not in (1, len(batch)):
         raise ValueError(f"got {len(channels)} channels for {len(batch)} images; give one or "
                          "one per image")
-    maps = np.asarray(_feature_model(model, target)(batch, training=False), dtype=np.float32)
+    maps = np.asarray(layer_output_model(model, target)(batch, training=False), dtype=np.float32)
     picked = maps[np.arange(len(batch)), ..., np.broadcast_to(channels, (len(batch),))]
     scores = picked.reshape(len(batch), -1).mean(axis=1)
     return float(scores[0]) if single else scores

@@ -39,6 +39,7 @@ from .environment import choose, panel_layout, tf
 from .labels import class_name
 from .masks import baseline_image
 from .models import probabilities
+from .plot import UNSIGNED_CMAP, show
 from .pipeline import (batches, check_choice, check_number, check_seed, compiled_logits,
                        explanation_call, positive_int)
 
@@ -766,11 +767,17 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
     averaged (an insertion AUC above 1 then means the partly restored images
     score higher than the photo itself).
     """
-    if not isinstance(heatmaps, dict) or not heatmaps:
-        raise TypeError("heatmaps must be a non-empty dict {method name: map}")
-    if isinstance(measures, str) or not isinstance(measures, (list, tuple)) or not measures:
+    if not isinstance(heatmaps, dict):
+        raise TypeError(f"heatmaps must be a dict {{method name: map}}, not "
+                        f"{type(heatmaps).__name__}")
+    if not heatmaps:
+        raise ValueError("heatmaps is empty: give at least one {method name: map}")
+    if isinstance(measures, str) or not isinstance(measures, (list, tuple)):
         raise TypeError(f"measures must be a non-empty list or tuple of "
                         f"{', '.join(map(repr, MEASURES))}; got {measures!r}")
+    if not measures:
+        raise ValueError(f"measures must be a non-empty list or tuple of "
+                         f"{', '.join(map(repr, MEASURES))}; got {measures!r}")
     for measure in measures:
         check_choice(measure, "measures", MEASURES)
     for name, value, maximum in (("steps", steps, MAX_CURVE_STEPS),  # before any curve runs
@@ -1219,8 +1226,6 @@ def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9,
     course's unsigned map, :data:`helpers.UNSIGNED_CMAP`). Returns the figure.
     """
     import matplotlib.pyplot as plt
-
-    from .plot import UNSIGNED_CMAP, show
 
     cmap = cmap or UNSIGNED_CMAP
 

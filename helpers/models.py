@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import tempfile
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,12 @@ from .environment import cache_dir, quiet_stderr, tf  # noqa: F401  (quiet TF im
 import keras
 
 from . import pth
-from .pipeline import compiled_logits, model_spec, predict_logits  # noqa: F401  (re-exported)
+from .labels import NUM_CLASSES, TopK, decode
+from .pipeline import (compiled_logits, model_batch, model_spec, positive_int,  # noqa: F401
+                       predict_logits)
 
 __all__ = [
+    "top_k",
     "MODEL_NAMES",
     "ModelUnavailableError",
     "load_model",
@@ -417,16 +419,16 @@ def probabilities(logits) -> np.ndarray:
 # Layer lookup, also inside nested models
 # --------------------------------------------------------------------------
 
-def _walk(model, path=()):
+def walk_layers(model, path=()):
     for layer in model.layers:
         yield path, layer
         if isinstance(layer, keras.Model):
-            yield from _walk(layer, path + (layer,))
+            yield from walk_layers(layer, path + (layer,))
 
 
 def layer_names(model: keras.Model) -> list[str]:
     """Every layer's name, nested models' layers included, in graph order."""
-    return [layer.name for _, layer in _walk(model)]
+    return [layer.name for _, layer in walk_layers(model)]
 
 
 def _locate(model, name):
@@ -434,7 +436,7 @@ def _locate(model, name):
         name = name.name
     if not isinstance(name, str):
         raise TypeError(f"a layer is given by its name (str), not {type(name).__name__}")
-    for path, layer in _walk(model):
+    for path, layer in walk_layers(model):
         if layer.name == name:
             return path, layer
     names = layer_names(model)
@@ -462,7 +464,7 @@ def _is_spatial(layer) -> bool:
 
 def spatial_layers(model: keras.Model) -> list:
     """Layers whose output is a (batch, H, W, C) map with H, W > 1 (not nested models)."""
-    return [layer for _, layer in _walk(model)
+    return [layer for _, layer in walk_layers(model)
             if not isinstance(layer, keras.Model) and _is_spatial(layer)
             and not isinstance(layer, (keras.layers.InputLayer, PixelPreprocess))]
 
@@ -543,3 +545,16 @@ def _nested_feature_model(model, located, include_output):
     if include_output:
         outputs.append(output)
     return keras.Model(_single_or_list(inputs), outputs, name=f"{model.name}_features")
+
+
+def top_k(model, image, k: int = 5, *, fit: str = "crop", title: str = "") -> TopK:
+    """The model's top-``k`` classes for one image, as a readable table."""
+    k = positive_int(k, "k")
+    batch, single = model_batch(model, image, fit=fit, name="image")
+    if not single and len(batch) != 1:
+        raise ValueError(f"image: top_k takes one image; got a batch of {len(batch)}")
+    probs = probabilities(predict_logits(model, batch))[0]
+    if len(probs) != NUM_CLASSES:
+        raise ValueError(f"model: top_k names ImageNet classes, but the model has {len(probs)} "
+                         "outputs; use h.probabilities(h.predict_logits(model, batch))")
+    return TopK(decode(probs, k), title)

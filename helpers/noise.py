@@ -39,7 +39,7 @@ import numbers
 import numpy as np
 
 from .environment import choose
-from .adversarial import _check_batch_size, _check_epsilon, _loss_and_gradient
+from .adversarial import check_batch_size, check_epsilon, loss_and_gradient
 from .pipeline import (batches, check_number, check_seed, explanation_call, model_batch,
                        positive_int, predict_logits)
 
@@ -181,7 +181,7 @@ def random_sign_noise(size=224, epsilon: float = 8.0, *, seed: int = 0,
     max-norm allows, but no direction chosen by the model's gradient.
     """
     height, width = _check_size(size)
-    epsilon = _check_epsilon(epsilon)
+    epsilon = check_epsilon(epsilon)
     count_value = _check_count(count, height, width)
     rng = np.random.default_rng(_check_seed(seed))
     shape = (count_value or 1, height, width, 3)
@@ -223,7 +223,7 @@ def fooling_rate(model, images, perturbation, *, fit: str = "crop",
     Moosavi-Dezfooli et al.'s measure: ``mean_i [argmax f(clip(x_i + delta)) !=
     argmax f(x_i)]``; ``perturbation`` is (H, W, 3) or one per image (N, H, W, 3).
     """
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     batch, _ = model_batch(model, images, fit=fit)
     perturbed = np.clip(batch + _check_perturbation(perturbation, batch), 0.0, 255.0)
     clean = np.argmax(predict_logits(model, batch, batch_size), axis=-1)
@@ -248,8 +248,8 @@ def universal_perturbation(model, images, class_index=None, *, epsilon: float = 
     levels of 0..255 (alpha None = epsilon / 4); ``steps`` None = 40 (12 in
     fast mode). Returns float32 (H, W, 3) at the model's input size.
     """
-    _check_batch_size(batch_size)
-    epsilon = _check_epsilon(epsilon)
+    check_batch_size(batch_size)
+    epsilon = check_epsilon(epsilon)
     steps = positive_int(choose(40, 12) if steps is None else steps, "steps")
     step_size = epsilon / 4 if step_size is None else _positive(step_size, "step_size")
     call = explanation_call(model, images, class_index, fit=fit)
@@ -260,7 +260,7 @@ def universal_perturbation(model, images, class_index=None, *, epsilon: float = 
         votes = np.zeros_like(perturbation, dtype=np.float64)
         for start in range(0, len(batch), batch_size):
             perturbed = np.clip(batch[start:start + batch_size] + perturbation, 0.0, 255.0)
-            _, gradient = _loss_and_gradient(model, perturbed, labels[start:start + batch_size])
+            _, gradient = loss_and_gradient(model, perturbed, labels[start:start + batch_size])
             gradient = gradient.astype(np.float64)
             scale = np.mean(np.abs(gradient), axis=(1, 2, 3), keepdims=True)
             votes += np.sum(gradient / np.maximum(scale, 1e-30), axis=0)

@@ -41,7 +41,6 @@ ValueError, and the message names the argument and what is accepted.
 
 from __future__ import annotations
 
-import numbers
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -51,6 +50,9 @@ import numpy as np
 from .environment import tf
 import keras
 
+from .images import as_batch, to_float_pixels
+from .labels import NUM_CLASSES, class_index as class_index_of
+
 __all__ = ["model_spec", "logits_model"]
 
 # ITU-R BT.601 luma weights (PIL's RGB -> "L" conversion uses the same).
@@ -58,68 +60,9 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 CACHE_ENTRIES_PER_MODEL = 8
 
 
-# --------------------------------------------------------------------------
-# Knob checks: wrong type -> TypeError, wrong value -> ValueError, named
-# --------------------------------------------------------------------------
-
-def _is_integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def positive_int(value, name: str) -> int:
-    """``value`` as an int >= 1."""
-    if not _is_integer(value):
-        raise TypeError(f"{name} must be a positive integer, not {type(value).__name__} "
-                        f"({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer (at least 1), got {value}")
-    return int(value)
-
-
-def check_seed(value, name: str = "seed", *, allow_none: bool = True) -> int | None:
-    """A seed: a non-negative integer (or None for fresh randomness where allowed)."""
-    if value is None and allow_none:
-        return None
-    accepted = "a non-negative integer" + (" or None" if allow_none else "")
-    if not _is_integer(value):
-        raise TypeError(f"{name} must be {accepted}, not {type(value).__name__} ({value!r})")
-    if value < 0:
-        raise ValueError(f"{name} must be {accepted}, got {value}")
-    return int(value)
-
-
-def check_number(value, name: str, *, minimum=None, maximum=None, inclusive=(True, True),
-                 accepted: str = "") -> float:
-    """A finite real number within [minimum, maximum] (bounds open where not ``inclusive``)."""
-    what = accepted or "a number"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {what}, not {type(value).__name__} ({value!r})")
-    value = float(value)
-    low_ok = minimum is None or (value >= minimum if inclusive[0] else value > minimum)
-    high_ok = maximum is None or (value <= maximum if inclusive[1] else value < maximum)
-    if not np.isfinite(value) or not (low_ok and high_ok):
-        left = "[" if inclusive[0] else "("
-        right = "]" if inclusive[1] else ")"
-        bounds = f"{left}{'-inf' if minimum is None else minimum}, " \
-                 f"{'inf' if maximum is None else maximum}{right}"
-        raise ValueError(f"{name} must be {what} in {bounds}, got {value}")
-    return value
-
-
-def check_choice(value, name: str, options) -> object:
-    """One of ``options`` (strings, possibly None)."""
-    if value in options and (value is None or isinstance(value, str)):
-        return value
-    listed = ", ".join(repr(option) for option in options)
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} must be one of {listed}, not {type(value).__name__} ({value!r})")
-    raise ValueError(f"{name} must be one of {listed}, not {value!r}")
-
-
-def check_bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, not {type(value).__name__} ({value!r})")
-    return bool(value)
+# The knob checks live in .checks (below every module); re-exported for the methods.
+from .checks import (check_bool, check_choice, check_number, check_seed,  # noqa: E402,F401
+                     positive_int)
 
 
 # --------------------------------------------------------------------------
@@ -261,11 +204,9 @@ def check_model(model, name: str = "model"):
     if isinstance(model, keras.Model):
         return model
     if isinstance(model, str):
-        from .models import MODEL_NAMES
-
-        hint = (f"load it first: model = h.load_model({model!r})" if model in MODEL_NAMES
-                else f"load one with h.load_model(name), name one of {', '.join(MODEL_NAMES)}")
-        raise TypeError(f"{name} must be a Keras model, not the string {model!r}; {hint}")
+        raise TypeError(f"{name} must be a Keras model, not the string {model!r}; load it "
+                        f"first: model = h.load_model({model!r}) (h.MODEL_NAMES lists the "
+                        "names)")
     raise TypeError(f"{name} must be a Keras model (e.g. h.load_model()), not "
                     f"{type(model).__name__}")
 
@@ -365,8 +306,6 @@ def model_batch(model, images, *, fit: str = "crop", name: str = "images"):
     image's small perturbation must not be rounded away). ``single`` tells
     the caller to return one map rather than a batch.
     """
-    from .images import as_batch
-
     spec = model_spec(model)
     height, width, channels = spec.input_shape
     if isinstance(images, (list, tuple)):
@@ -390,19 +329,56 @@ def model_batch(model, images, *, fit: str = "crop", name: str = "images"):
     if (channels == 1 and isinstance(images, np.ndarray) and images.shape[:2] == (height, width)
             and images.ndim in (2, 3) and (images.ndim == 2 or images.shape[-1] == 1)
             and np.issubdtype(images.dtype, np.floating)):
-        from .images import to_float_pixels
-
         gray = to_float_pixels(np.repeat(images.reshape(height, width, 1), 3, axis=-1))
         return np.ascontiguousarray(gray[None, ..., :1]), True
     batch, single = as_batch(images, (height, width), fit=fit)
     return (_to_gray(batch) if channels == 1 else batch), single
 
 
+def resolve_classes(class_index, batch_size: int, *, model=None, batch=None,
+                    num_classes: int = NUM_CLASSES, name: str = "class_index") -> np.ndarray:
+    """One class index per image, as an int array of length ``batch_size``.
+
+    ``class_index`` may be None (each image's top-1 prediction, which needs
+    ``model`` and ``batch``), an index or name for every image, or a list
+    with one index or name per image. ``num_classes`` bounds indices for
+    models that are not 1000-class ImageNet models; names are ImageNet names,
+    so they need a 1000-class model.
+    """
+    if class_index is None:
+        if model is None or batch is None:
+            raise ValueError(f"{name}=None (the predicted class) needs the model and batch")
+        return np.argmax(predict_logits(model, batch), axis=-1).astype(np.int64)
+    items = list(class_index) if isinstance(class_index, (list, tuple, np.ndarray)) else None
+    if items is None:
+        items = [class_index] * batch_size
+    if len(items) != batch_size:
+        raise ValueError(f"{name}: got {len(items)} classes for {batch_size} images; give one "
+                         "per image (or one for all)")
+    indices = []
+    for item in items:
+        if isinstance(item, str):
+            if num_classes != NUM_CLASSES:
+                raise ValueError(
+                    f"{name}: {item!r} is an ImageNet class name, but the model has "
+                    f"{num_classes} classes; give an index 0..{num_classes - 1}")
+            index = class_index_of(item)
+        elif isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+            raise TypeError(f"{name} must be a class index (integer) or an ImageNet class "
+                            f"name (str), or a list of them; got {type(item).__name__} "
+                            f"({item!r})")
+        else:
+            index = int(item)
+        if not 0 <= index < num_classes:
+            raise ValueError(f"{name}: class index {index} is out of range: the model has "
+                             f"classes 0..{num_classes - 1}")
+        indices.append(index)
+    return np.asarray(indices, dtype=np.int64)
+
+
 def resolve_for_model(model, class_index, batch: np.ndarray, *, name: str = "class_index"
                       ) -> np.ndarray:
     """One class per image of ``batch``, checked against the model's outputs (None: predicted)."""
-    from .labels import resolve_classes
-
     spec = model_spec(model)
     if class_index is None:
         return np.argmax(predict_logits(model, batch), axis=-1).astype(np.int64)

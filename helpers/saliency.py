@@ -136,7 +136,7 @@ def saliency(model, images, class_index=None, *, method: str = "vanilla",
     _check_reduce(reduce)
     batch_size = positive_int(batch_size, "batch_size")
     call = explanation_call(model, images, class_index)
-    gradients_of = _gradient_function(model, method)
+    gradients_of = gradient_function(model, method)
     gradients = np.empty(call.batch.shape, dtype=np.float32)
     for start, stop in batches(len(call.batch), batch_size, progress=progress,
                                description="saliency"):
@@ -194,7 +194,7 @@ def smoothgrad(model, images, class_index=None, *, noise_level: float = 0.15,
         seed = int(np.random.SeedSequence().entropy)
     call = explanation_call(model, images, class_index)
     batch, classes = call.batch, call.classes.astype(np.int32)
-    gradients_of = _gradient_function(model, method)
+    gradients_of = gradient_function(model, method)
     sigma = np.float32(noise_level * 255.0)
     image_shape = batch.shape[1:]
     running = _RunningMoments(batch.shape if reduce is None else batch.shape[:-1])
@@ -351,7 +351,7 @@ def _noise(seed, sample, shape):
     return np.random.default_rng((seed, sample)).standard_normal(shape, dtype=np.float32)
 
 
-def _gradient_function(model, method):
+def gradient_function(model, method):
     """A compiled ``(images, classes) -> d logit[class] / d images``, cached per model."""
     spec = model_spec(model)
 

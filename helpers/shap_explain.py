@@ -46,10 +46,11 @@ import numpy as np
 from .environment import choose, tf  # noqa: F401  (quiet TF import first)
 import keras
 
-from .images import load_image, sample_names, SAMPLES
+from .images import SAMPLES, load_image, sample_names, target_size
 from .photos import collection_photos, photo_collection
 from .labels import NUM_CLASSES, class_name
 from .models import feature_model, find_layer
+from .plot import SIGNED_CMAP, show
 from .pipeline import (cached, check_seed, explanation_call, holder, model_batch, model_spec,
                        positive_int, predict_logits, resolve_for_model)
 
@@ -95,7 +96,6 @@ def background_set(model_or_size, size: int | None = None, *, seed: int = 0, pho
     """
     from PIL import Image, ImageFilter
 
-    from .images import _target_size
 
     size = positive_int(choose(32, 8) if size is None else size, "size")
     if size > MAX_BACKGROUND:  # refused before the images are allocated
@@ -117,7 +117,7 @@ def background_set(model_or_size, size: int | None = None, *, seed: int = 0, pho
     blur_low, blur_high = (float(v) for v in blur)
     if not 0 <= blur_low <= blur_high:
         raise ValueError(f"blur must be (min, max) radii with 0 <= min <= max, not {blur}")
-    height, width = _target_size(model_or_size)
+    height, width = target_size(model_or_size)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(names))
     images = np.empty((size, height, width, 3), dtype=np.float32)
@@ -636,8 +636,6 @@ def show_shap_map(image, shap_map, *, ax=None, limit: float | None = None,
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from .plot import SIGNED_CMAP, show
-
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], not {percentile}")
     shap_map = np.asarray(shap_map, dtype=np.float32)
@@ -668,8 +666,6 @@ def show_shap(explanation: ShapExplanation, *, size: float = 3.0, titles=None, s
     """
     import matplotlib.pyplot as plt
     from scipy.ndimage import gaussian_filter
-
-    from .plot import show
 
     if not isinstance(explanation, ShapExplanation):
         raise TypeError(f"show_shap takes the result of h.expected_gradients, not "

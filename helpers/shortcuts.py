@@ -39,7 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .labels import DATA_DIR
+from .labels import DATA_DIR, class_name
+from .models import probabilities
+from .pipeline import predict_logits
 
 __all__ = [
     "CARTON",
@@ -353,8 +355,6 @@ def train_digit_cnn(images, labels, *, epochs: int = 15, batch_size: int = 32,
 
 def predicted_classes(model, images, *, batch_size: int = 256) -> np.ndarray:
     """The top-1 class of each image: int64 (N,)."""
-    from . import predict_logits  # the public API, wherever it lives
-
     batch, _ = _pixels(images)
     return np.argmax(predict_logits(model, batch, _integer(batch_size, "batch_size", 1)),
                      axis=-1).astype(np.int64)
@@ -625,8 +625,6 @@ class PredictionShift:
         return self.probability_after / np.maximum(self.probability_before, 1e-30)
 
     def table(self) -> str:
-        from . import class_name
-
         def label(index):
             return class_name(int(index)) if self.imagenet else str(int(index))
 
@@ -656,8 +654,6 @@ def prediction_shift(model, clean, edited, *, class_index: int = CARTON, names=N
     probability) and disrupt the prediction (the top-1 changes, to that
     class or to another).
     """
-    from . import predict_logits, probabilities  # the public API
-
     clean, _ = _pixels(clean, "clean")
     edited, _ = _pixels(edited, "edited")
     if clean.shape != edited.shape:

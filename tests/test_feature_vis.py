@@ -439,7 +439,9 @@ def test_dataset_examples_come_from_the_photo_collection_by_default():
     assert strongest.shape == (1,)
 
 def test_errors_name_the_argument(colour_cnn):
-    call = lambda **kwargs: fv.visualize_class(colour_cnn, 0, **{"steps": 1, **QUIET, **kwargs})
+    def call(**kwargs):
+        return fv.visualize_class(colour_cnn, 0, **{"steps": 1, **QUIET, **kwargs})
+
     cases = [
         (dict(steps=0), ValueError, "steps must be a positive integer"),
         (dict(steps=2.5), TypeError, "steps must be a positive integer"),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import helpers as h
-from helpers.labels import resolve_classes
+from helpers.pipeline import resolve_classes
 
 
 def test_thousand_names_in_keras_order():

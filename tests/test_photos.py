@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import io
 import json
-from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib
