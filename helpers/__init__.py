@@ -45,6 +45,8 @@ def __getattr__(name):
 
     for module_name in _LAZY:
         module = importlib.import_module(f".{module_name}", __name__)
+        if name == module_name:
+            return module
         if name in module.__all__:
             return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
