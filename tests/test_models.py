@@ -1,5 +1,6 @@
 """The model zoo: the converted ImageNet weights predict what they should; cache; lookup."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -27,9 +28,8 @@ def test_lite0_recognises_espresso_and_the_cat(lite0):
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
-def test_lite1_and_lite2_agree(name, tmp_path, monkeypatch):
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    model = h.load_model(name)
+def test_lite1_and_lite2_agree(name):
+    model = h.load_model(name, use_cache=False)  # converted from the wheel, nothing written
     assert h.input_size(model) == {"efficientnet_lite1": (240, 240),
                                    "efficientnet_lite2": (260, 260)}[name]
     order, probs = _top(model, "coffee", 1)
@@ -62,21 +62,44 @@ def test_probabilities_are_a_softmax():
     assert probs[1, 0] == pytest.approx(1.0)
 
 
-def test_cached_model_equals_freshly_built(tmp_path, monkeypatch):
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+LITE0_CACHE = ("efficientnet_lite0.keras", "efficientnet_lite0.json")
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """Lite0 converted once into an empty cache folder: (the folder, the model that wrote it).
+
+    The cache tests share this one conversion; those that damage the cache damage a copy.
+    """
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(folder))
+        model = h.load_model()  # converts and writes the cache
+    return folder, model
+
+
+def _copy_cache(converted, folder):
+    for name in LITE0_CACHE:
+        shutil.copy(converted[0] / name, folder / name)
+
+
+def test_cached_model_equals_freshly_built(converted, monkeypatch):
+    folder, first = converted
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    assert (folder / "efficientnet_lite0.keras").exists()
+    written = (folder / "efficientnet_lite0.keras").stat().st_mtime_ns
     fresh = h.load_model(use_cache=False)
-    first = h.load_model()  # converts and writes the cache
-    assert (tmp_path / "efficientnet_lite0.keras").exists()
     cached = h.load_model()  # reads the cache
+    assert (folder / "efficientnet_lite0.keras").stat().st_mtime_ns == written  # not rebuilt
     batch = h.prepare("chelsea", fresh)
     expected = h.predict_logits(fresh, batch)
     np.testing.assert_array_equal(h.predict_logits(first, batch), expected)
     np.testing.assert_allclose(h.predict_logits(cached, batch), expected, rtol=0, atol=1e-5)
 
 
-def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
+def test_corrupt_cache_is_rebuilt(converted, tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    h.load_model()
+    _copy_cache(converted, tmp_path)
     model_file = tmp_path / "efficientnet_lite0.keras"
     model_file.write_bytes(b"not a keras file")
     model = h.load_model()
@@ -85,9 +108,9 @@ def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
     assert meta["model_sha256"] == models._sha256(model_file)
 
 
-def test_stale_cache_is_rebuilt(tmp_path, monkeypatch):
+def test_stale_cache_is_rebuilt(converted, tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    h.load_model()
+    _copy_cache(converted, tmp_path)
     meta_file = tmp_path / "efficientnet_lite0.json"
     meta = json.loads(meta_file.read_text())
     meta["fingerprint"]["converter"] = -1
