@@ -35,3 +35,35 @@ def tiny_image():
 def lite0():
     """The real EfficientNet-Lite0 with ImageNet weights (converted once, cached)."""
     return h.load_model("efficientnet_lite0")
+
+
+# Input sizes at which the untrained keras.applications models keep every layer name the tests
+# check: the last feature map (block5_conv3, conv5_block3_out, mixed10, block14_sepconv2_act,
+# out_relu) is still at least 2 x 2, so it stays the default CAM layer.
+SMALL_APPLICATION_SIZES = {"vgg16": 64, "resnet50": 64, "inception_v3": 107, "xception": 71,
+                           "mobilenet_v2": 64}
+
+
+@pytest.fixture(scope="session")
+def small_untrained_application():
+    """``build(name)``: the zoo's untrained keras.applications model at a small input size,
+    built by ``h.load_model(name, weights=None)`` once per session.
+
+    The tests of these models check layer names, the ReLUs and that maps come out, which do
+    not depend on the size; at 224 or 299 pixels they cost seconds more to build and run
+    (VGG16's first dense layer alone has 103 M weights at 224).
+    """
+    from helpers import models
+
+    built = {}
+
+    def build(name):
+        if name not in built:
+            constructor, preprocessing, _ = models._APPLICATIONS[name]
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setitem(models._APPLICATIONS, name,
+                              (constructor, preprocessing, SMALL_APPLICATION_SIZES[name]))
+                built[name] = h.load_model(name, weights=None)
+        return built[name]
+
+    return build

@@ -239,8 +239,8 @@ def test_softmax_output_is_explained_through_the_logit(tiny_cnn, tiny_image):
     ("xception", "block14_sepconv2_act"),
     ("mobilenet_v2", "out_relu"),
 ])
-def test_default_layer_on_untrained_zoo_models(name, expected):
-    model = h.load_model(name, weights=None)
+def test_default_layer_on_untrained_zoo_models(name, expected, small_untrained_application):
+    model = small_untrained_application(name)
     assert h.cam_layer(model) == expected
     size = h.input_size(model)
     image = np.random.default_rng(0).uniform(0, 255, size + (3,)).astype(np.float32)

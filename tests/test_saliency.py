@@ -503,15 +503,16 @@ def test_efficientnet_lite0_deconvnet_and_vargrad(lite0):
 
 
 @pytest.mark.parametrize("name, relus", [("vgg16", 15), ("mobilenet_v2", 35)])
-def test_untrained_keras_applications(name, relus):
-    model = h.load_model(name, weights=None)
+def test_untrained_keras_applications(name, relus, small_untrained_application):
+    model = small_untrained_application(name)
     assert len(h.relu_family_layers(model)) == relus
-    image = np.random.default_rng(9).uniform(0, 255, (224, 224, 3)).astype(np.float32)
+    size = h.input_size(model)
+    image = np.random.default_rng(9).uniform(0, 255, size + (3,)).astype(np.float32)
     for method in ("vanilla", "guided"):
         heat = h.saliency(model, image, 7, method=method, progress=False)
-        assert heat.shape == (224, 224) and np.isfinite(heat).all() and heat.max() > 0
+        assert heat.shape == size and np.isfinite(heat).all() and heat.max() > 0
     smooth = h.smoothgrad(model, image, 7, method="guided", samples=1, progress=False)
-    assert smooth.shape == (224, 224) and np.isfinite(smooth).all()
+    assert smooth.shape == size and np.isfinite(smooth).all()
 
 
 # --------------------------------------------------------------------------
