@@ -378,21 +378,26 @@ def _opcodes(data: bytes):
 
 
 def _mutations(data: bytes, rng, count: int, region: int):
-    """``count`` seeded mutations of ``data`` (each touches only its first ``region`` bytes)."""
+    """``count`` seeded mutations of ``data`` (each touches only its first ``region`` bytes).
+
+    Only those bytes are copied to be mutated; the rest is appended once per case.
+    """
     opcodes, pickle_end = _opcodes(data)
     fields = [(position + 1, *_LENGTH_ARGS[opcode.arg.name]) for opcode, _, position in opcodes
               if opcode.arg is not None and opcode.arg.name in _LENGTH_ARGS]
     kinds = ["bit flips", "truncation", "splice", "insertion", "length field", "huge opcode",
              "opcode swap", "storage count"]
+    rest = data[region:]
     for case in range(count):
         kind = kinds[case % len(kinds)]
-        mutated = bytearray(data)
+        mutated, tail = bytearray(data[:region]), rest
         if kind == "bit flips":
             for _ in range(int(rng.integers(1, 9))):
                 at = int(rng.integers(region))
                 mutated[at] ^= 1 << int(rng.integers(8))
         elif kind == "truncation":
             del mutated[int(rng.integers(region)):]
+            tail = b""
         elif kind == "splice":  # a run of the file copied over another place in it
             start, at = int(rng.integers(region)), int(rng.integers(region))
             mutated[at:at] = data[start:start + int(rng.integers(1, 64))]
@@ -413,7 +418,7 @@ def _mutations(data: bytes, rng, count: int, region: int):
         else:  # the int64 element count in front of the first storage's bytes
             value = [-1, 0, 2 ** 62, 2 ** 63 - 1][int(rng.integers(4))]
             mutated[pickle_end:pickle_end + 8] = struct.pack("<q", value)
-        yield f"{kind} #{case}", bytes(mutated)
+        yield f"{kind} #{case}", bytes(mutated) + tail
 
 
 def _load_or_refuse(label: str, data: bytes) -> str:
