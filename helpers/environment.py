@@ -151,10 +151,13 @@ def panel_layout(count: int, ncols: int, size: float, *, aspect: float = 1.0,
     :data:`PRESENTATION_WIDTH` inches. Figure functions call this so one
     switch lays out every grid of the course for a projector.
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"count must be a positive integer (panels to lay out), not {count!r}")
-    if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer (panels per row), not {ncols!r}")
+    for name, value, what in (("count", count, "panels to lay out"),
+                              ("ncols", ncols, "panels per row")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be a positive integer ({what}), not "
+                            f"{type(value).__name__} ({value!r})")
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer ({what}), got {value}")
     columns = min(int(ncols), int(count))
     if presentation_mode():
         columns = min(columns, PRESENTATION_COLUMNS)

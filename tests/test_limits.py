@@ -111,3 +111,74 @@ def test_the_largest_accepted_count_is_the_documented_maximum():
     assert len(h.integration_points(MAX_STEPS)[0]) == MAX_STEPS + 1
     with pytest.raises(ValueError, match="steps must be at most 10,000.*got 10,001"):
         h.integration_points(MAX_STEPS + 1)
+
+
+# ---------------------------------------------------------------- messages name the argument
+
+def _answers():
+    from helpers.attention import AttentionAnnotation
+
+    return [AttentionAnnotation.create("chelsea", "tabby", cells, grid_size=2, annotator=name)
+            for name, cells in (("A", [[0, 0]]), ("B", [[0, 0], [1, 1]]))]
+
+
+MESSAGES = {  # name -> (call(model), error, match)
+    "expected_gradients background_size=0": (
+        lambda m: h.expected_gradients(m, IMAGE, 0, background_size=0, progress=False),
+        ValueError, "background_size must be a positive integer"),
+    "expected_gradients background_size=2.5": (
+        lambda m: h.expected_gradients(m, IMAGE, 0, background_size=2.5, progress=False),
+        TypeError, "background_size must be a positive integer"),
+    "prepare with a model name": (
+        lambda m: h.prepare(IMAGE, "efficientnet_lite0"), TypeError,
+        r"model_or_size must be a Keras model or an input size .*not the string "
+        r"'efficientnet_lite0'.*h\.load_model\('efficientnet_lite0'\)"),
+    "prepare with None": (lambda m: h.prepare(IMAGE, None), TypeError,
+                          "model_or_size must be a Keras model or an input size"),
+    "prepare with size 0": (lambda m: h.prepare(IMAGE, 0), ValueError,
+                            "model_or_size: an input size must be positive"),
+    "activations batch_size=2.5": (
+        lambda m: h.activations(m, IMAGE, "conv1", batch_size=2.5), TypeError,
+        "batch_size must be a positive integer"),
+    "top_channels count=2.5": (lambda m: h.top_channels(np.ones((2, 2, 3)), 2.5), TypeError,
+                               "count must be a positive integer"),
+    "panel_layout count=2.5": (lambda m: h.panel_layout(2.5, 3, 1.0), TypeError,
+                               "count must be a positive integer"),
+    "panel_layout ncols=0": (lambda m: h.panel_layout(3, 0, 1.0), ValueError,
+                             "ncols must be a positive integer"),
+    "maximize_class steps=2.5": (lambda m: h.maximize_class(m, 0, steps=2.5), TypeError,
+                                 "steps must be a positive integer"),
+    "visualize_class steps=2.5": (
+        lambda m: h.visualize_class(m, 0, steps=2.5, progress=False), TypeError,
+        "steps must be a positive integer"),
+    "compare_maps heatmaps={}": (lambda m: h.compare_maps(m, IMAGE, {}, 0), ValueError,
+                                 "heatmaps is empty"),
+    "compare_maps heatmaps=[]": (lambda m: h.compare_maps(m, IMAGE, [], 0), TypeError,
+                                 "heatmaps must be a dict"),
+    "compare_maps measures=()": (
+        lambda m: h.compare_maps(m, IMAGE, {"a": HEAT}, 0, measures=()), ValueError,
+        "measures must be a non-empty list"),
+    "compare_with_class maps={}": (lambda m: h.compare_with_class({}, _answers()), ValueError,
+                                   "maps is empty"),
+    "compare_with_class maps=[]": (lambda m: h.compare_with_class([], _answers()), TypeError,
+                                   "maps must be a dict"),
+    "incremental_patch_scores positions=[0.5]": (
+        lambda m: _incremental(m, [0.5]), TypeError, "positions must be a list of integer"),
+    "incremental_patch_scores positions=[99]": (
+        lambda m: _incremental(m, [99]), ValueError, "positions must be a list of position"),
+}
+
+
+def _incremental(model, positions):
+    from helpers.incremental import incremental_patch_scores
+    from helpers.masks import PatchMasks
+
+    return incremental_patch_scores(model, IMAGE, PatchMasks(32, 32, 8, 8), positions,
+                                    progress=False)
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_a_bad_value_is_named_with_the_rule_for_its_kind(name, tiny):
+    call, error, match = MESSAGES[name]
+    with pytest.raises(error, match=match):
+        call(tiny)
