@@ -66,6 +66,7 @@ __all__ = [
 # Backgrounds kept per traced explainer (one explainer per model and layer).
 _BACKGROUNDS_PER_LAYER = 3
 MAX_BACKGROUND = 512  # background images, held in memory at the model's input size
+MAX_SAMPLES = 100_000  # expected-gradients draws per image and class (each chunk's sum is kept)
 
 
 # --------------------------------------------------------------------------
@@ -523,7 +524,8 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     :func:`helpers.as_batch` takes); default :func:`background_set` of
     ``background_size`` collection photos, never the photos explained
     when they are given by name. ``samples``: (reference, t) draws per image
-    and class (default 200, 32 in fast mode), run in equal chunks of at
+    and class (default 200, 32 in fast mode, at most ``MAX_SAMPLES`` = 100,000),
+    run in equal chunks of at
     most ``batch_size`` (:func:`sample_chunks`; rounded up to whole chunks).
     ``seed`` fixes the draws (the same for every image and class; numpy's
     global random state is restored afterwards).
@@ -535,6 +537,9 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     """
     num_classes = model_spec(model).num_classes
     samples = positive_int(choose(200, 32) if samples is None else samples, "samples")
+    if samples > MAX_SAMPLES:  # refused before the chunks' sums are allocated
+        raise ValueError(f"samples must be at most {MAX_SAMPLES:,} (draws per image and "
+                         f"class), got {samples:,}")
     batch_size = positive_int(batch_size, "batch_size")
     seed = check_seed(seed, allow_none=False)
     if background_size is not None:  # checked here, named as the caller knows it

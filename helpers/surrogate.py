@@ -89,10 +89,10 @@ def kernel_shap(model, images, class_index=None, *, segments=None, num_segments:
                          f"got {samples:,}")
     if num_segments > MAX_SEGMENTS:
         raise ValueError(f"num_segments must be at most {MAX_SEGMENTS:,}, got {num_segments:,}")
-    import shap
-
     seed = check_seed(seed, allow_none=False)
     batch_size = positive_int(batch_size, "batch_size")
+    import shap  # after the checks: a refused call returns at once
+
     call = explanation_call(model, images, class_index)
     batch, classes = call.batch, call.classes
     labels = _segments_for(batch, segments, num_segments)

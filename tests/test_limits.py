@@ -89,6 +89,9 @@ CALLS = {  # name -> (call(model, value), the message's start)
         lambda m, v: h.expected_gradients(m, IMAGE, 0, background_size=v, progress=False),
         "background_size must be at most 512"),
     "background_set size": (lambda m, v: h.background_set(32, v), "size must be at most 512"),
+    "expected_gradients samples": (
+        lambda m, v: h.expected_gradients(m, IMAGE, 0, samples=v, progress=False),
+        "samples must be at most 100,000"),
     "perlin_noise count": (lambda m, v: h.perlin_noise(32, count=v),
                            "count x height x width must be at most 33,554,432"),
     "random_sign_noise count": (lambda m, v: h.random_sign_noise(32, count=v),
@@ -182,3 +185,18 @@ def test_a_bad_value_is_named_with_the_rule_for_its_kind(name, tiny):
     call, error, match = MESSAGES[name]
     with pytest.raises(error, match=match):
         call(tiny)
+
+
+# ---------------------------------------------------------------- batch sizes
+
+@pytest.mark.parametrize("name", ["saliency", "smoothgrad", "integrated gradients",
+                                  "kernel shap", "gradcam", "occlusion", "rise",
+                                  "expected gradients", "fgsm", "deletion curve",
+                                  "universal perturbation"])
+def test_a_runaway_batch_size_is_refused_before_any_work(name, tiny):
+    from tests.test_contract import CALLS as EXPLAIN
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="batch_size must be at most 1,024 .*got 1,000,000,000"):
+        EXPLAIN[name](tiny, IMAGE, batch_size=HUGE)
+    assert time.perf_counter() - start < 0.5, name
