@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import SAMPLES, load_image, resize_image
+from .images import MAX_PIXELS, SAMPLES, load_image, resize_image
 from .labels import DATA_DIR, class_index as lookup_class_index, class_name as lookup_class_name
 from .metrics import ScoreTable, human_agreement
 
@@ -258,6 +258,9 @@ def _size(size) -> tuple[int, int]:
     height, width = (size, size) if np.isscalar(size) else tuple(size)
     if int(height) < 1 or int(width) < 1:
         raise ValueError(f"size must be positive, got {size}")
+    if int(height) * int(width) > MAX_PIXELS:  # refused before the mask is allocated
+        raise ValueError(f"size must be at most {MAX_PIXELS:,} pixels (height x width), got "
+                         f"{int(height)} x {int(width)}")
     return int(height), int(width)
 
 

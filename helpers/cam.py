@@ -83,6 +83,7 @@ from .environment import tf
 import keras
 
 from .models import feature_model, find_layer, last_spatial_layer, spatial_layers
+from .images import MAX_PIXELS, target_size
 from .pipeline import (batches, cached, check_bool, check_choice, explanation_call,
                        logits_model, positive_int, progress_bar)
 from .plot import normalise_map
@@ -278,7 +279,10 @@ def upsample_map(maps, size) -> np.ndarray:
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim not in (2, 3):
         raise ValueError(f"maps must be (h, w) or (N, h, w); got shape {maps.shape}")
-    height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    height, width = target_size(size, "size")
+    if height * width > MAX_PIXELS:  # refused before the maps are resized
+        raise ValueError(f"size must be at most {MAX_PIXELS:,} pixels (height x width), got "
+                         f"{height} x {width}")
     batch = maps[None] if maps.ndim == 2 else maps
     resized = tf.image.resize(batch[..., None], (height, width), method="bilinear")
     resized = np.asarray(resized, dtype=np.float32)[..., 0]

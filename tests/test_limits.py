@@ -200,3 +200,13 @@ def test_a_runaway_batch_size_is_refused_before_any_work(name, tiny):
     with pytest.raises(ValueError, match="batch_size must be at most 1,024 .*got 1,000,000,000"):
         EXPLAIN[name](tiny, IMAGE, batch_size=HUGE)
     assert time.perf_counter() - start < 0.5, name
+
+
+@pytest.mark.parametrize("call", [
+    lambda: h.upsample_map(np.ones((2, 2), np.float32), HUGE),
+    lambda: h.attention.cells_to_mask([[0, 0]], 2, HUGE),
+    lambda: h.attention_map(_answers(), size=(HUGE, 2)),
+], ids=["upsample_map", "cells_to_mask", "attention_map"])
+def test_a_runaway_map_size_is_refused_before_any_work(call):
+    with pytest.raises(ValueError, match="size must be at most 64,000,000 pixels"):
+        call()
