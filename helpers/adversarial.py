@@ -44,7 +44,7 @@ from .environment import tf  # noqa: F401  (quiet TF import first)
 import keras
 
 from .models import input_size
-from .pipeline import (cached, check_choice, check_model, check_number, check_seed,
+from .pipeline import (cached, check_bool, check_choice, check_model, check_number, check_seed,
                        explanation_call, holder, model_batch, model_spec, positive_int,
                        predict_logits, progress_bar, resolve_for_model)
 
@@ -221,6 +221,9 @@ def _attack_chunk(model, clean, labels, epsilons, *, targeted, steps, step_size)
 
 def _method_schedule(method, epsilons, steps, step_size):
     """Per-image step counts and step sizes of a method."""
+    # Checked for every method, so a wrong value is caught even where FGSM ignores it.
+    step_size = check_number(step_size, "step_size", minimum=0, inclusive=(False, True),
+                             accepted="a positive number of pixel levels")
     if method == "fgsm":
         return np.ones(len(epsilons), np.int64), epsilons.astype(np.float32)
     if steps is None:
@@ -228,14 +231,12 @@ def _method_schedule(method, epsilons, steps, step_size):
     else:
         steps = positive_int(steps, "steps")  # None: Kurakin's min(epsilon + 4, 1.25 epsilon)
         step_counts = np.full(len(epsilons), steps, dtype=np.int64)
-    step_size = check_number(step_size, "step_size", minimum=0, inclusive=(False, True),
-                             accepted="a positive number of pixel levels")
     return step_counts, np.full(len(epsilons), step_size, dtype=np.float32)
 
 
 def _progress(total, progress, desc):
     """The shared progress bar, hidden when there is a single step to show."""
-    return progress_bar(total, progress and total > 1, desc)
+    return progress_bar(total, check_bool(progress, "progress") and total > 1, desc)
 
 
 def attack(model, images, class_index=None, *, method: str = "fgsm", epsilon: float = 4.0,
@@ -387,6 +388,8 @@ def success_rates(model, images, class_index=None, *, epsilons=DEFAULT_EPSILONS,
     once per image and reused for every epsilon.
     """
     _check_method(method)
+    check_number(step_size, "step_size", minimum=0, inclusive=(False, True),
+                 accepted="a positive number of pixel levels")
     check_batch_size(batch_size)
     epsilon_values = _check_epsilons(epsilons)
     batch, _ = model_batch(model, images, fit=fit)

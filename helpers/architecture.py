@@ -32,7 +32,7 @@ from .environment import PRESENTATION_WIDTH, panel_layout, presentation_mode
 from .environment import tf  # noqa: F401  (quiet TensorFlow import first)
 import keras
 
-from .pipeline import model_batch
+from .pipeline import check_number, model_batch, positive_int
 from .models import walk_layers, feature_model, find_layer, spatial_layers
 from .models import PixelPreprocess
 from .plot import SIGNED_CMAP, UNSIGNED_CMAP, show
@@ -515,6 +515,8 @@ def show_rgb_filters(model: keras.Model, layer=None, *, scale: str = "filter", n
     tiles = rgb_filters(model, conv, scale=scale)
     off = dead_filters(filter_weights(model, conv))
     count = len(tiles)
+    check_number(tile_size, "tile_size", minimum=0, inclusive=(False, True),
+                 accepted="a tile size in inches")
     nrows, ncols, tile_size = _tile_grid(count, ncols, tile_size)
     fig, axes = plt.subplots(nrows, ncols, figsize=(tile_size * ncols, tile_size * nrows + 0.5),
                              squeeze=False)
@@ -549,6 +551,9 @@ def show_channel_filters(model: keras.Model, layer, *, filters=None, channels=No
     """
     import matplotlib.pyplot as plt
 
+    positive_int(ncols, "ncols")
+    check_number(tile_size, "tile_size", minimum=0, inclusive=(False, True),
+                 accepted="a tile size in inches")
     conv = _conv_layer(model, layer)
     slices = channel_filters(model, conv, scale=scale)
     n_out, n_in, kh, kw = slices.shape
@@ -706,6 +711,7 @@ def show_feature_maps(model: keras.Model, image, layer, *, count: int = 15, ncol
     maps = activations(model, batch, found, fit=fit)[0]
     channels, means = top_channels(maps, count)
     panels = len(channels) + 1
+    check_number(size, "size", minimum=0, inclusive=(False, True), accepted="a tile size in inches")
     nrows, ncols, size = _tile_grid(panels, ncols, size)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.5),
                              squeeze=False)

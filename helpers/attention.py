@@ -55,7 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import MAX_PIXELS, SAMPLES, load_image, resize_image
+from .checks import positive_int
+from .images import MAX_PIXELS, SAMPLES, load_image, resize_image, target_size
 from .labels import DATA_DIR, class_index as lookup_class_index, class_name as lookup_class_name
 from .metrics import ScoreTable, human_agreement
 
@@ -296,6 +297,7 @@ def attention_map(annotations, size=224) -> np.ndarray:
         listed = ", ".join(f"{image}/{lookup_class_name(index)}" for image, index in sorted(kinds))
         raise ValueError(f"the annotations mix images or classes ({listed}); merge one "
                          "image and class at a time")
+    size = target_size(size, "size")
     total = sum(a.mask(size).astype(np.float32) for a in annotations)
     return (total / len(annotations)).astype(np.float32)
 
@@ -1038,6 +1040,7 @@ class AttentionGrid:
         from PIL import Image
 
         self.grid_size = _check_grid_size(grid_size)
+        display_size = positive_int(display_size, "display_size")
         if image_name is None:
             if isinstance(image, str) and image in SAMPLES:
                 image_name = image

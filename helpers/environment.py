@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_number, check_seed
+
 __all__ = ["setup", "fast_mode", "choose", "seed_everything", "presentation_mode",
            "panel_layout"]
 
@@ -185,6 +187,7 @@ def seed_everything(seed: int = DEFAULT_SEED) -> None:
     """Seed Python, numpy, TensorFlow and Keras so results repeat."""
     import keras
 
+    seed = check_seed(seed, allow_none=False)
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)  # seeds tf.random as well
@@ -221,6 +224,9 @@ def setup(seed: int = DEFAULT_SEED, *, figure_dpi: int = 80,
     import keras
     import matplotlib as mpl
 
+    seed = check_seed(seed, allow_none=False)
+    check_number(figure_dpi, "figure_dpi", minimum=0, inclusive=(False, True),
+                 accepted="a resolution in dots per inch")
     if presentation is None:
         presentation = _env_presentation()
     elif not isinstance(presentation, (bool, np.bool_)):

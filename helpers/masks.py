@@ -60,6 +60,7 @@ def baseline_image(image, baseline="grey", *, blur_sigma: float | None = None,
     or an image of the same shape; values in 0..255.
     ``image``: float (H, W, C) pixels in 0..255, C = 1 or 3.
     """
+    seed = check_seed(seed, allow_none=False)
     image = np.asarray(image, dtype=np.float32)
     height, width = image.shape[:2]
     if isinstance(baseline, str):

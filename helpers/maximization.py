@@ -63,8 +63,8 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
 from .architecture import layer_output_model, output_shape_of
-from .pipeline import resolve_classes
-from .pipeline import model_batch, model_spec, resolve_for_model
+from .checks import check_bool, check_number, check_seed, is_integer
+from .pipeline import model_batch, model_spec, resolve_classes, resolve_for_model
 from .models import walk_layers, find_layer, input_size, predict_logits
 
 __all__ = [
@@ -333,8 +333,16 @@ def _gradient_scale(visualizer, score, seeds):
 def _run(model, target_model, key, targets, *, steps, seed, start, tv_weight, norm_weight,
          norm_p, jitter, rotation, scale, learning_rate, progress, callbacks, description):
     steps = _check_steps(steps)
-    if not learning_rate or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, not {learning_rate!r}")
+    seed = check_seed(seed, allow_none=False)
+    for name, value, low in (("tv_weight", tv_weight, 0), ("norm_weight", norm_weight, 0),
+                             ("jitter", jitter, 0), ("rotation", rotation, 0)):
+        check_number(value, name, minimum=low, accepted="a number >= 0")
+    if not is_integer(norm_p) or norm_p < 1:
+        raise (ValueError if is_integer(norm_p) else TypeError)(
+            f"norm_p must be a positive integer (the p of the p-norm), not {norm_p!r}")
+    check_number(learning_rate, "learning_rate", minimum=0, inclusive=(False, True),
+                 accepted="a positive step size")
+    check_bool(progress, "progress")
     targets = [int(t) for t in targets]
     seeds = _start_images(start, len(targets), model, seed)
     modifiers = input_modifiers(jitter=jitter, rotation=rotation, scale=scale, seed=seed)

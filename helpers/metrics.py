@@ -40,7 +40,7 @@ from .labels import class_name
 from .masks import baseline_image
 from .models import probabilities
 from .plot import UNSIGNED_CMAP, show
-from .pipeline import (batches, check_choice, check_number, check_seed, compiled_logits,
+from .pipeline import (batches, check_bool, check_choice, check_number, check_seed, compiled_logits,
                        explanation_call, positive_int)
 
 __all__ = [
@@ -780,6 +780,8 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
                          f"{', '.join(map(repr, MEASURES))}; got {measures!r}")
     for measure in measures:
         check_choice(measure, "measures", MEASURES)
+    check_bool(relative, "relative")
+    check_seed(seed)
     for name, value, maximum in (("steps", steps, MAX_CURVE_STEPS),  # before any curve runs
                                  ("road_steps", road_steps, MAX_CURVE_STEPS),
                                  ("samples", samples, MAX_FIDELITY_SAMPLES)):

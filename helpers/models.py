@@ -40,8 +40,8 @@ import keras
 
 from . import pth
 from .labels import NUM_CLASSES, TopK, decode
-from .pipeline import (compiled_logits, model_batch, model_spec, positive_int,  # noqa: F401
-                       predict_logits)
+from .pipeline import (check_bool, compiled_logits, model_batch, model_spec,  # noqa: F401
+                       positive_int, predict_logits)
 
 __all__ = [
     "top_k",
@@ -389,7 +389,11 @@ def load_model(name: str = DEFAULT_MODEL, *, weights: str | None = "imagenet",
     ``use_cache``: load/save the converted Lite model in the cache folder
     (``$UNMASKING_CNNS_CACHE``); a stale or corrupt cache is rebuilt.
     """
-    key = name.lower().replace("-", "_") if isinstance(name, str) else None
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name (one of {', '.join(MODEL_NAMES)}), not "
+                        f"{type(name).__name__} ({name!r})")
+    check_bool(use_cache, "use_cache")
+    key = name.lower().replace("-", "_")
     if key not in _ZOO:
         close = difflib.get_close_matches(str(name).lower(), MODEL_NAMES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""

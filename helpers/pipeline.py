@@ -425,6 +425,7 @@ def progress_bar(total: int, enabled: bool, description: str, unit: str = "it"):
     """A tqdm.auto bar that disappears when done; ``enabled=False`` hides it."""
     from tqdm.auto import tqdm
 
+    check_bool(enabled, "progress")
     return tqdm(total=total, disable=not enabled, desc=description, unit=unit, leave=False)
 
 
@@ -435,6 +436,7 @@ def batches(total: int, batch_size: int, *, progress: bool = True, description: 
     The bar is shown only when there is more than one batch (or more than
     ``minimum`` items, when given): a single quick step needs no bar.
     """
+    check_bool(progress, "progress")
     threshold = batch_size if minimum is None else minimum
     with progress_bar(total, bool(progress) and total > threshold, description, unit) as bar:
         for start in range(0, total, batch_size):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import check_bool, check_number, positive_int
 from .environment import panel_layout
 
 __all__ = ["show", "show_grid", "show_figure", "overlay", "UNSIGNED_CMAP", "SIGNED_CMAP",
@@ -92,6 +93,7 @@ def overlay(image, heatmap, *, alpha: float = 0.5, cmap=None, symmetric=None) ->
     """
     import matplotlib
 
+    check_number(alpha, "alpha", minimum=0, maximum=1, accepted="an opacity in 0..1")
     photo = _display_image(image).astype(np.float32)
     if photo.dtype != np.float32 or photo.max() > 1.0:
         photo = photo / 255.0
@@ -114,6 +116,8 @@ def show(image=None, heatmap=None, *, title: str | None = None, ax=None, alpha: 
     """
     import matplotlib.pyplot as plt
 
+    check_number(alpha, "alpha", minimum=0, maximum=1, accepted="an opacity in 0..1")
+    check_bool(colorbar, "colorbar")
     if image is None and heatmap is None:
         raise ValueError("show needs an image, a heatmap, or both")
     if ax is None:
@@ -145,6 +149,10 @@ def show_grid(images=None, heatmaps=None, *, titles=None, ncols: int = 4,
     """Several panels in a grid; ``images`` and ``heatmaps`` are lists (or one image for all)."""
     import matplotlib.pyplot as plt
 
+    positive_int(ncols, "ncols")
+    check_number(size, "size", minimum=0, inclusive=(False, True), accepted="a panel size in inches")
+    if images is None and heatmaps is None:
+        raise ValueError("show_grid needs images, heatmaps, or both")
     count = len(heatmaps) if heatmaps is not None else len(images)
     if count == 0:
         raise ValueError("show_grid needs at least one panel")

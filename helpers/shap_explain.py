@@ -51,7 +51,7 @@ from .photos import collection_photos, photo_collection
 from .labels import NUM_CLASSES, class_name
 from .models import feature_model, find_layer
 from .plot import SIGNED_CMAP, show
-from .pipeline import (cached, check_seed, explanation_call, holder, model_batch, model_spec,
+from .pipeline import (cached, check_bool, check_seed, explanation_call, holder, model_batch, model_spec,
                        positive_int, predict_logits, resolve_for_model)
 
 __all__ = [
@@ -153,6 +153,7 @@ def split_layers(model: keras.Model, *, spatial: bool = True) -> list[str]:
     ordered) functional graph: a layer is a cut when no tensor produced
     before it is still used after it. ``spatial=True`` keeps (H, W, C) maps.
     """
+    check_bool(spatial, "spatial")
     layers = list(model.layers)
     producer, last_use = {}, {}
     for position, layer in enumerate(layers):
@@ -542,6 +543,8 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
                          f"class), got {samples:,}")
     batch_size = positive_int(batch_size, "batch_size")
     seed = check_seed(seed, allow_none=False)
+    check_bool(upsample, "upsample")
+    check_bool(progress, "progress")
     if background_size is not None:  # checked here, named as the caller knows it
         background_size = positive_int(background_size, "background_size")
         if background_size > MAX_BACKGROUND:

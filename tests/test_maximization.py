@@ -200,11 +200,11 @@ def test_errors_name_the_problem(colour_cnn, tiny_cnn):
     with pytest.raises(ValueError, match="start holds 2 images for 1 targets"):
         h.maximize_class(colour_cnn, 0, steps=1, start=np.zeros((2, SIZE, SIZE, 3)),
                          progress=False)
-    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+    with pytest.raises(ValueError, match="learning_rate must be a positive step size"):
         h.maximize_class(colour_cnn, 0, steps=1, learning_rate=0, progress=False)
-    with pytest.raises(ValueError, match="regulariser weights must be >= 0"):
+    with pytest.raises(ValueError, match="tv_weight must be a number >= 0"):
         h.maximize_class(colour_cnn, 0, steps=1, tv_weight=-1, progress=False)
-    with pytest.raises(ValueError, match="jitter is a number of pixels >= 0"):
+    with pytest.raises(ValueError, match="jitter must be a number >= 0"):
         h.maximize_class(colour_cnn, 0, steps=1, jitter=-2, progress=False)
     with pytest.raises(ValueError, match="scale is a \\(low, high\\) zoom range"):
         h.maximize_class(colour_cnn, 0, steps=1, scale=(1.2, 0.8), progress=False)

@@ -156,11 +156,15 @@ def test_caffe_preprocessing_is_bgr_minus_mean():
 @pytest.mark.parametrize("bad, message", [
     ("efficientnet_lite9", "Did you mean 'efficientnet_lite[012]'"),
     ("resnet", "Did you mean 'resnet50'"),
-    (42, "unknown model 42"),
 ])
 def test_unknown_model_names(bad, message):
     with pytest.raises(ValueError, match=message):
         h.load_model(bad)
+
+
+def test_a_model_name_of_the_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match="name must be a model name"):
+        h.load_model(42)
 
 
 def test_model_names_forgive_case_and_hyphens(lite0):
