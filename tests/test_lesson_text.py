@@ -16,6 +16,7 @@ literature) are listed with the reason in the notebook's metadata::
 Run as a script to list what a lesson states without printing it, with context:
 
     python tests/test_lesson_text.py 09
+    python tests/test_lesson_text.py some/copy/09_evaluating_explanations.ipynb
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def not_measured(notebook) -> dict[str, str]:
 
 def unprinted(path: Path) -> list[tuple[int, str, str]]:
     """(cell index, number as stated, context) of each stated number no cell printed."""
+    return check_lesson(path)[1]
+
+
+def check_lesson(path: Path) -> tuple[int, list[tuple[int, str, str]]]:
+    """How many stated numbers the lesson has, and those no cell printed."""
     notebook = lessons.read(path)
     sections = lessons.section_of_cells(notebook)
     allowed = not_measured(notebook)
@@ -52,7 +58,7 @@ def unprinted(path: Path) -> list[tuple[int, str, str]]:
     solutions_by_cell: dict[int, list[lessons.Solution]] = {}
     for solution in lessons.solutions(notebook):
         solutions_by_cell.setdefault(solution.cell, []).append(solution)
-    problems = []
+    problems, checked = [], 0
     references = False
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "markdown":
@@ -77,9 +83,10 @@ def unprinted(path: Path) -> list[tuple[int, str, str]]:
             for stated in lessons.stated_numbers(text):
                 if stated.text.replace(" %", "") in allowed or stated.text in allowed:
                     continue
+                checked += 1
                 if not lessons.is_printed(stated, pool):
                     problems.append((index, stated.text, _context(text, stated)))
-    return problems
+    return checked, problems
 
 
 def _context(text: str, stated: lessons.Stated, width: int = 60) -> str:
@@ -152,11 +159,12 @@ def test_stated_numbers_are_read_as_prose_writes_them():
 
 
 if __name__ == "__main__":
-    chosen = sys.argv[1:]
-    for path in lessons.lesson_paths():
+    chosen = [a for a in sys.argv[1:] if not a.endswith(".ipynb")]
+    paths = [Path(a) for a in sys.argv[1:] if a.endswith(".ipynb")] or lessons.lesson_paths()
+    for path in paths:
         if chosen and lessons.lesson_id(path) not in chosen:
             continue
-        problems = unprinted(path)
-        print(f"== {path.name}: {len(problems)} stated numbers not printed")
+        checked, problems = check_lesson(path)
+        print(f"== {path.name}: {checked} stated numbers checked, {len(problems)} not printed")
         for index, text, context in problems:
             print(f"  cell {index}: {text:>8}   ...{context}...")
