@@ -146,7 +146,8 @@ def test_universal_perturbation_respects_budget_and_repeats(tiny_cnn):
 
 def test_universal_perturbation_beats_random_noise_on_the_real_model(lite0):
     photos = h.sample_names()
-    delta = h.universal_perturbation(lite0, photos, epsilon=8, steps=8, progress=False)
+    # Four steps of epsilon / 4 reach the budget; they already fool all eight photos.
+    delta = h.universal_perturbation(lite0, photos, epsilon=8, steps=4, progress=False)
     assert np.abs(delta).max() == pytest.approx(8)
     universal = h.fooling_rate(lite0, photos, delta)
     random = [h.fooling_rate(lite0, photos, h.random_sign_noise(224, 8, seed=seed))
