@@ -49,9 +49,9 @@ def small_untrained_application():
     """``build(name)``: the zoo's untrained keras.applications model at a small input size,
     built by ``h.load_model(name, weights=None)`` once per session.
 
-    The tests of these models check layer names, the ReLUs and that maps come out, which do
-    not depend on the size; at 224 or 299 pixels they cost seconds more to build and run
-    (VGG16's first dense layer alone has 103 M weights at 224).
+    The tests of these models check layer names, the ReLUs, where a model splits and that
+    maps come out, which do not depend on the size; at 224 or 299 pixels they cost seconds
+    more to build and run (VGG16's first dense layer alone has 103 M weights at 224).
     """
     from helpers import models
 
