@@ -224,7 +224,6 @@ def setup(seed: int = DEFAULT_SEED, *, figure_dpi: int = 80,
     import keras
     import matplotlib as mpl
 
-    seed = check_seed(seed, allow_none=False)
     check_number(figure_dpi, "figure_dpi", minimum=0, inclusive=(False, True),
                  accepted="a resolution in dots per inch")
     if presentation is None:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import numbers
 import os
 import struct
 from pathlib import Path
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .checks import is_integer
 from .photos import collection_file, photo_collection
 
 __all__ = [
@@ -395,8 +395,7 @@ def target_size(model_or_size, name: str = "model_or_size") -> tuple[int, int]:
         return int(shape[1]), int(shape[2])
     sizes = (model_or_size,) * 2 if np.isscalar(model_or_size) else model_or_size
     if not isinstance(sizes, (tuple, list, np.ndarray)) or len(sizes) != 2 or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-            for v in sizes):
+            is_integer(v) for v in sizes):
         raise TypeError(f"{name} must be a Keras model or an input size (an int or (height, "
                         f"width) ints), not {type(model_or_size).__name__} ({model_or_size!r})")
     if min(sizes) < 1:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import is_integer
+
 __all__ = [
     "class_names",
     "class_name",
@@ -112,7 +114,7 @@ def decode(probabilities, k: int = 5) -> list[tuple[int, str, float]]:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != (NUM_CLASSES,):
         raise ValueError(f"expected 1000 ImageNet scores, got shape {probabilities.shape}")
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+    if not is_integer(k):
         raise TypeError(f"k must be an integer between 1 and 1000, not {type(k).__name__} ({k!r})")
     if not 1 <= k <= NUM_CLASSES:
         raise ValueError(f"k must be between 1 and 1000, not {k}")

@@ -55,6 +55,9 @@ def check_lesson(path: Path) -> tuple[int, list[tuple[int, str, str]]]:
         # A self-check's expected value is not something the lesson printed.
         if cell.cell_type == "code" and "check_answer(" not in cell.source:
             in_code += lessons.output_numbers(cell.source)
+    # What each code cell printed, parsed once.
+    printed_by = [lessons.output_numbers(lessons.output_text(c)) if c.cell_type == "code" else []
+                  for c in notebook.cells]
     solutions_by_cell: dict[int, list[lessons.Solution]] = {}
     for solution in lessons.solutions(notebook):
         solutions_by_cell.setdefault(solution.cell, []).append(solution)
@@ -66,19 +69,17 @@ def check_lesson(path: Path) -> tuple[int, list[tuple[int, str, str]]]:
         references = references or bool(lessons.is_references(cell))
         if references:
             continue
-        printed = list(in_code)
-        for other, code in enumerate(notebook.cells):
-            if code.cell_type == "code" and (other < index or sections[other] == sections[index]):
-                printed += lessons.output_numbers(lessons.output_text(code))
-        pieces = [(cell.source, printed)]
+        printed = in_code + [value for other, values in enumerate(printed_by)
+                             if other < index or sections[other] == sections[index]
+                             for value in values]
+        outside = cell.source
+        pieces = []
         for solution in solutions_by_cell.get(index, []):
+            outside = outside.replace(solution.raw, " ")
             own = printed + lessons.output_numbers(solution.output or "") \
                 + lessons.output_numbers(solution.code)
             pieces.append((solution.prose, own))
-        outside = cell.source
-        for solution in solutions_by_cell.get(index, []):
-            outside = outside.replace(solution.raw, " ")
-        pieces[0] = (outside, printed)
+        pieces.insert(0, (outside, printed))
         for text, pool in pieces:
             for stated in lessons.stated_numbers(text):
                 if stated.text.replace(" %", "") in allowed or stated.text in allowed:
