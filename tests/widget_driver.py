@@ -4,11 +4,14 @@ notebooks/conftest.py runs this file's source in the kernel after the last cell 
 a lesson and calls ``drive_widgets()``. Each live control is moved through its
 values and restored:
 
-* drop-downs, toggle buttons, radio buttons, selection sliders: every value (a
-  list longer than ``MAX_OPTIONS``, such as a photo collection, at ``MAX_OPTIONS``
-  evenly spaced values including its first and last);
-* combo boxes: each suggested option, the same way;
-* sliders: their minimum, middle and maximum;
+* drop-downs, toggle buttons, radio buttons, selection sliders: every value of a
+  list of up to ``MAX_OPTIONS`` (the methods, modes and layers a lesson offers); a
+  longer list is data (a photo collection, the 1000 classes), driven at
+  ``SPREAD_OPTIONS`` evenly spaced values including its first and last;
+* combo boxes: their suggested options, the same way;
+* sliders: their minimum and maximum (the lesson drew its default; the extremes are
+  where a knob breaks: the smallest stride is the most work, the largest patch the
+  fewest windows);
 * check boxes and toggle buttons: both states; buttons: one click;
 * file uploads: an RGBA PNG of an odd size, as a student's own photo would be.
 
@@ -24,24 +27,24 @@ listing every failure.
 import io
 import traceback
 
-MAX_OPTIONS = 12
+MAX_OPTIONS = 10
+SPREAD_OPTIONS = 4
 
 
-def _spread(values, count=MAX_OPTIONS):
+def _spread(values):
     values = list(values)
-    if len(values) <= count:
+    if len(values) <= MAX_OPTIONS:
         return values
-    step = (len(values) - 1) / (count - 1)
-    return [values[round(i * step)] for i in range(count)]
+    step = (len(values) - 1) / (SPREAD_OPTIONS - 1)
+    return [values[round(i * step)] for i in range(SPREAD_OPTIONS)]
 
 
 def _slider_values(control):
-    low, high = control.min, control.max
-    middle = low + (high - low) / 2
-    if isinstance(control.value, int) and not isinstance(control.value, bool):
-        step = control.step or 1
-        middle = low + round((middle - low) / step) * step
-    return [low, middle, high]
+    import ipywidgets as widgets
+
+    if isinstance(control, widgets.FloatLogSlider):  # its min and max are exponents
+        return [control.base ** control.min, control.base ** control.max]
+    return [control.min, control.max]
 
 
 def _upload_value():
