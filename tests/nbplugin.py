@@ -10,7 +10,9 @@ kernel, three more kinds of test items run:
 * ``Explorer controls``: tests/widget_driver.py moves every control of the lesson's
   explorers through its values and fails on an exception or an empty figure.
 
-``--no-lesson-extras`` leaves them out (the emulated-CPU passes check the outputs
+``--lesson-extras=solutions`` runs the solutions but not the explorers (CI drives the
+explorers once, in the README's command); ``--lesson-extras=none`` (or
+``--no-lesson-extras``) leaves both out (the emulated-CPU passes check the outputs
 only). The parameters cell can be overridden as papermill would, with a JSON object in
 ``UNMASKING_CNNS_PARAMETERS`` (e.g. ``{"MODEL_NAME": "efficientnet_lite1"}``): the
 values of the names the lesson's parameters cell defines are set right after it, and
@@ -35,8 +37,12 @@ DRIVER = Path(__file__).with_name("widget_driver.py")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--no-lesson-extras", action="store_true",
-                     help="lessons: skip the solution and explorer-control items")
+    parser.addoption("--lesson-extras", choices=("all", "solutions", "none"), default="all",
+                     help="lessons: which extra items to run after the last cell: the worked "
+                          "solutions and the explorer controls (all), the solutions only, "
+                          "or none")
+    parser.addoption("--no-lesson-extras", action="store_const", const="none",
+                     dest="lesson_extras", help="lessons: the same as --lesson-extras=none")
 
 
 def parameter_overrides() -> dict:
@@ -94,7 +100,8 @@ class LessonFile(IPyNbFile):
                 chosen = {k: v for k, v in overrides.items() if k in names}
                 source = "\n".join(f"{k} = {v!r}" for k, v in chosen.items()) or "pass"
                 yield self._extra("Parameters overridden", count, source)
-        if self.config.getoption("--no-lesson-extras"):
+        extras = self.config.getoption("lesson_extras")
+        if extras == "none":
             return
         notebook = self.nb
         for solution in lessons.solutions(notebook):
@@ -106,6 +113,8 @@ class LessonFile(IPyNbFile):
             count += 1
             yield self._extra(f"Solution {solution.number}", count,
                               solution_source(solution, check))
+        if extras == "solutions":
+            return
         count += 1
         yield self._extra("Explorer controls", count,
                           DRIVER.read_text(encoding="utf-8") + "\ndrive_widgets()\n")
