@@ -9,9 +9,7 @@ values and restored:
   longer list is data (a photo collection, the 1000 classes), driven at
   ``SPREAD_OPTIONS`` evenly spaced values including its first and last;
 * combo boxes: their suggested options, the same way;
-* sliders: their minimum and maximum (the lesson drew its default; the extremes are
-  where a knob breaks: the smallest stride is the most work, the largest patch the
-  fewest windows);
+* sliders: their minimum, middle and maximum;
 * check boxes and toggle buttons: both states; buttons: one click;
 * file uploads: an RGBA PNG of an odd size, as a student's own photo would be.
 
@@ -42,9 +40,14 @@ def _spread(values):
 def _slider_values(control):
     import ipywidgets as widgets
 
+    low, high = control.min, control.max
+    middle = low + (high - low) / 2
     if isinstance(control, widgets.FloatLogSlider):  # its min and max are exponents
-        return [control.base ** control.min, control.base ** control.max]
-    return [control.min, control.max]
+        return [control.base ** exponent for exponent in (low, middle, high)]
+    if isinstance(control.value, int) and not isinstance(control.value, bool):
+        step = control.step or 1
+        middle = low + round((middle - low) / step) * step
+    return [low, middle, high]
 
 
 def _upload_value():
