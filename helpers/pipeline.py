@@ -413,6 +413,12 @@ def model_spec(model, name: str = "model") -> ModelSpec:
     return spec
 
 
+def _output_width(layer) -> int | None:
+    """The last dimension of a layer's (batch, k) output, None for any other output."""
+    shape = getattr(getattr(layer, "output", None), "shape", None)
+    return int(shape[-1]) if shape is not None and len(shape) == 2 and shape[-1] else None
+
+
 def declare_head(model, activation: str, *, layer=None):
     """Tell the course what a model's head is, where it cannot see it; returns ``model``.
 
@@ -442,8 +448,8 @@ def declare_head(model, activation: str, *, layer=None):
             raise TypeError(f"layer must be a layer name (str) or None, not "
                             f"{type(layer).__name__}")
         candidates = [item for item in model.layers
-                      if not isinstance(item, keras.layers.InputLayer)
-                      and len(item.output.shape) == 2 and item.output.shape[-1] == num_classes]
+                      if not isinstance(item, (keras.layers.InputLayer, keras.Model))
+                      and _output_width(item) == num_classes]
         chosen = next((item for item in candidates if item.name == layer), None)
         if chosen is None:
             raise ValueError(
