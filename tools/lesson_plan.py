@@ -175,6 +175,11 @@ def count_exercises(markdown: str) -> int:
     return sum(1 for line in prose.splitlines() if _EXERCISE.match(line))
 
 
+# The hosted-notebook setup cell (tools/setup_cell.py) installs the course where it is
+# missing and does nothing in a lesson's run: it is no part of the lesson's time.
+SETUP_CELL_ID = "course-setup"
+
+
 def cell_seconds(cell) -> float | None:
     """Seconds from execute_input to idle (or execute_reply); None without timestamps."""
     stamps = cell.get("metadata", {}).get("execution", {})
@@ -213,7 +218,7 @@ def measure(notebook, name: str) -> Lesson:
                     lesson.sections.append(section)
                 else:
                     section.words += count_words(text)
-        elif cell.cell_type == "code":
+        elif cell.cell_type == "code" and cell.get("id") != SETUP_CELL_ID:
             section.figures += sum(
                 1 for output in cell.get("outputs", [])
                 if any(kind.startswith("image/") for kind in output.get("data", {})))
