@@ -89,7 +89,11 @@ def _compiled_loss_gradient(model):
             with tf.GradientTape() as tape:
                 tape.watch(images)
                 logits = logits_of()(images, training=False)
-                loss = keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+                if spec.probability == "sigmoid":  # -log sigmoid(z_y): multi-label or binary
+                    loss = tf.nn.softplus(-tf.gather(logits, labels, axis=1, batch_dims=1))
+                else:
+                    loss = keras.ops.sparse_categorical_crossentropy(labels, logits,
+                                                                     from_logits=True)
             # Images do not interact (inference mode), so the gradient of the
             # summed loss holds each image's own gradient.
             return loss, tape.gradient(loss, images), logits
@@ -134,7 +138,8 @@ def _losses_and_gradients(model, images, class_index, fit, batch_size):
 
 def cross_entropy(model, images, class_index=None, *, fit: str = "crop",
                   batch_size: int = 32):
-    """The loss an attack climbs: ``L(x, y) = -log softmax(logits(x))[y]``.
+    """The loss an attack climbs: ``L(x, y) = -log softmax(logits(x))[y]``
+    (``-log sigmoid(logit_y(x))`` for a model with a sigmoid or single-output head).
 
     ``class_index`` None = each image's predicted class. Returns a float for
     one image, a float32 array (N,) for a batch.

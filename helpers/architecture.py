@@ -32,8 +32,9 @@ from .environment import PRESENTATION_WIDTH, panel_layout, presentation_mode
 from .environment import tf  # noqa: F401  (quiet TensorFlow import first)
 import keras
 
-from .pipeline import check_number, model_batch, positive_int
-from .models import walk_layers, feature_model, find_layer, spatial_layers
+from .pipeline import (check_model, check_number, checked_shapes, detect_head, model_batch,
+                       model_spec, positive_int)
+from .models import walk_layers, feature_model, find_layer, last_spatial_layer, spatial_layers
 from .models import PixelPreprocess
 from .plot import SIGNED_CMAP, UNSIGNED_CMAP, show
 
@@ -51,6 +52,9 @@ __all__ = [
     "show_feature_maps",
     "show_channel",
     "receptive_field",
+    "receptive_fields",
+    "model_report",
+    "ModelReport",
     "dead_filters",
     "DEAD_FILTER_SHARE",
 ]
@@ -763,34 +767,230 @@ def receptive_field(model: keras.Model, layer) -> tuple[int, int]:
     with stride ``s`` turns ``(r, j)`` into ``(r + (k - 1) d j, j s)``
     (Araujo, Norris & Sim 2019, *Computing Receptive Fields of Convolutional
     Neural Networks*, Distill); element-wise layers keep it; where branches
-    meet (a residual add) the larger field wins. ``size`` is the side of the
-    square of input pixels that can influence one unit, ``jump`` the
-    distance in input pixels between neighbouring units. Most of a unit's
-    sensitivity lies near the centre of this square (Luo et al. 2016, *Understanding
-    the Effective Receptive Field in Deep Convolutional Neural Networks*).
+    meet (a residual add) the larger field wins; a nested model is walked
+    from the field of its input. ``size`` is the side of the square of
+    input pixels that can influence one unit, ``jump`` the distance in input
+    pixels between neighbouring units. Most of a unit's sensitivity lies
+    near the centre of this square (Luo et al. 2016, *Understanding the
+    Effective Receptive Field in Deep Convolutional Neural Networks*).
     """
     target = find_layer(model, layer)
     if len(output_shape_of(target)) != 3:
         raise ValueError(f"layer {target.name!r} outputs shape {output_shape_of(target)}, not a "
                          "spatial map: its units see the whole image")
+    fields = receptive_fields(model)
+    if id(target) not in fields:
+        raise ValueError(f"layer {target.name!r} could not be reached from the model's input")
+    return fields[id(target)]
+
+
+def receptive_fields(model: keras.Model) -> dict:
+    """``{id(layer): (size, jump)}`` for every layer reached from the input, nested ones too
+    (see :func:`receptive_field`)."""
     fields: dict[int, tuple[int, int]] = {}
-    for current in model.layers:
-        if _is_input(current):
-            fields[id(current)] = (1, 1)
-            continue
-        parents = [tensor._keras_history.operation
-                   for tensor in tf.nest.flatten(current.input)]
-        known = [fields[id(parent)] for parent in parents if id(parent) in fields]
-        if not known:
-            continue
-        size, jump = max(known)
-        kernel = getattr(current, "kernel_size", None) or getattr(current, "pool_size", None)
+    _walk_fields(model, (1, 1), fields)
+    return fields
+
+
+def _field_step(layer, field, fields):
+    """The field after ``layer`` (a nested model is walked inside), recorded in ``fields``."""
+    if isinstance(layer, keras.Model):
+        field = _walk_fields(layer, field, fields)
+    elif _is_input(layer):
+        field = (1, 1)
+    else:
+        size, jump = field
+        kernel = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
         if kernel is not None:
-            strides = getattr(current, "strides", None) or kernel
-            dilation = getattr(current, "dilation_rate", (1, 1)) or (1, 1)
+            strides = getattr(layer, "strides", None) or kernel
+            dilation = getattr(layer, "dilation_rate", (1, 1)) or (1, 1)
             size = size + (int(kernel[0]) - 1) * int(dilation[0]) * jump
             jump = jump * int(strides[0])
-        fields[id(current)] = (size, jump)
-        if current is target:
-            return int(size), int(jump)
-    raise ValueError(f"layer {target.name!r} could not be reached from the model's input")
+        field = (int(size), int(jump))
+    fields[id(layer)] = max(field, fields.get(id(layer), field))
+    return field
+
+
+def _walk_fields(model, start, fields):
+    """Walk ``model``'s graph from a field ``start`` at its input; the field of its output."""
+    if isinstance(model, keras.Sequential):
+        field = start
+        for layer in model.layers:
+            field = _field_step(layer, field, fields)
+        return field
+    by_tensor: dict[int, tuple[int, int]] = {}
+    for depth in sorted(model._nodes_by_depth, reverse=True):  # inputs first
+        for node in model._nodes_by_depth[depth]:
+            layer = node.operation
+            if isinstance(layer, keras.layers.InputLayer):
+                field = start
+                fields[id(layer)] = start
+            else:
+                known = [by_tensor[id(t)] for t in node.input_tensors if id(t) in by_tensor]
+                if not known:
+                    continue
+                field = _field_step(layer, max(known), fields)
+            for tensor in node.output_tensors:
+                by_tensor[id(tensor)] = field
+    outputs = [by_tensor[id(t)] for t in model.outputs if id(t) in by_tensor]
+    return max(outputs) if outputs else start
+
+
+# --------------------------------------------------------------------------
+# What the course sees in a model, before it explains it
+# --------------------------------------------------------------------------
+
+_RELU_ACTIVATIONS = ("relu", "relu6")
+
+
+@dataclass
+class ModelReport:
+    """What the course sees in a model (:func:`model_report`); text with ``print``, a table
+    in a notebook."""
+
+    name: str
+    input_size: tuple[int, int]
+    channels: int
+    input_range: str
+    preprocessing_inside: bool
+    preprocessing: str
+    head: str
+    head_detail: str
+    num_classes: int
+    nested: list[str]
+    layers: Table
+    explainers: Table
+
+    def summary(self) -> list[tuple[str, str]]:
+        """(what, value) rows of the report's first part."""
+        height, width = self.input_size
+        colours = {1: "grayscale", 3: "RGB"}.get(self.channels, "?")
+        return [("model", self.name),
+                ("input", f"{height} x {width} pixels, {self.channels} channel"
+                          f"{'s' if self.channels != 1 else ''} ({colours})"),
+                ("input range", self.input_range),
+                ("preprocessing", self.preprocessing),
+                ("head", f"{self.head}: {self.head_detail}"),
+                ("classes", f"{self.num_classes}"),
+                ("nested models", ", ".join(self.nested) or "none")]
+
+    def __str__(self) -> str:
+        width = max(len(what) for what, _ in self.summary())
+        lines = [f"{what.ljust(width)}  {value}" for what, value in self.summary()]
+        return "\n".join(lines + ["", self.layers.to_text(), "", self.explainers.to_text()])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(what)}</th>"
+                       f"<td style='text-align:left'>{html.escape(value)}</td></tr>"
+                       for what, value in self.summary())
+        return (f"<table>{rows}</table>{self.layers._repr_html_()}"
+                f"{self.explainers._repr_html_()}")
+
+
+def _preprocessing(model) -> str | None:
+    """The scaling layer before the model's first convolution or dense layer, described."""
+    for _, layer in walk_layers(model):
+        if isinstance(layer, PixelPreprocess):
+            return (f"inside: {type(layer).__name__} {layer.name!r} "
+                    f"(x * {layer.scale:.6g} + {tuple(round(v, 4) for v in layer.offset)})")
+        if isinstance(layer, keras.layers.Rescaling):
+            scale, offset = np.asarray(layer.scale, float), np.asarray(layer.offset, float)
+            if scale.size == 1 and offset.size == 1:
+                scale, offset = float(scale), float(offset)
+                return (f"inside: Rescaling {layer.name!r} (x * {scale:.6g} "
+                        f"{'-' if offset < 0 else '+'} {abs(offset):.6g}: 0..255 becomes "
+                        f"{offset:.4g}..{255 * scale + offset:.4g})")
+            return f"inside: Rescaling {layer.name!r} (per-channel scale and offset)"
+        if isinstance(layer, keras.layers.Normalization):
+            return f"inside: Normalization {layer.name!r} (mean and variance)"
+        if isinstance(layer, (*_CONV_TYPES, keras.layers.Dense, keras.layers.SeparableConv2D)):
+            return None
+    return None
+
+
+def _has_relu(model) -> bool:
+    for _, layer in walk_layers(model):
+        if isinstance(layer, keras.layers.ReLU):
+            return True
+        activation = getattr(layer, "activation", None)
+        if getattr(activation, "__name__", None) in _RELU_ACTIVATIONS:
+            return True
+    return False
+
+
+def model_report(model: keras.Model) -> ModelReport:
+    """What the course sees in ``model`` before explaining it.
+
+    The input (size, channels, the 0..255 pixel range the course passes),
+    whether the model scales its pixels itself (a ``Rescaling``,
+    ``Normalization`` or the zoo's ``PixelPreprocess`` layer before its first
+    convolution), its head (softmax, sigmoid, binary, linear, or unknown: see
+    :func:`helpers.detect_head` and :func:`helpers.declare_head`), the models
+    nested in it, every spatial layer with its output size and receptive
+    field (:func:`receptive_field`; the default Grad-CAM layer marked), and
+    which explainers apply. ``print(report)`` for text; a notebook shows
+    tables.
+    """
+    check_model(model)
+    input_shape, num_classes = checked_shapes(model)
+    try:
+        spec = model_spec(model)  # refuses a head it cannot read, unless declared
+    except ValueError:
+        spec = None
+    if spec is None:
+        head_kind = "unknown"
+        detail = f"{detect_head(model).problem}; declare it: h.declare_head(model, 'softmax' " \
+                 "or 'sigmoid', layer=...)"
+    else:
+        head_kind = spec.head
+        detail = "the output is the scores (explained as it is)" if spec.found is None else \
+            spec.found + ("; explained on the scores before it" if spec.activation else "")
+        detail += f"; probabilities: {spec.probability}"
+    preprocessing = _preprocessing(model)
+    nested = [layer.name for _, layer in walk_layers(model) if isinstance(layer, keras.Model)]
+
+    fields = receptive_fields(model)
+    spatial = [layer for layer in spatial_layers(model) if not _is_input(layer)]
+    default = last_spatial_layer(model).name if spatial else None
+    rows = []
+    for layer in spatial:
+        size, jump = fields.get(id(layer), (None, None))
+        rows.append((layer.name, type(layer).__name__, output_shape_of(layer),
+                     "?" if size is None else size, "?" if jump is None else jump,
+                     "Grad-CAM default" if layer.name == default else ""))
+    layers = Table(["layer", "type", "output (H, W, C)", "receptive field", "jump", "note"],
+                   rows, title=f"{len(rows)} spatial layers (receptive field and jump in input "
+                               "pixels)")
+
+    ready = head_kind != "unknown"
+    need_head = "declare the head first (h.declare_head)"
+    relu = _has_relu(model)
+
+    def row(method, applies, note):
+        return (method, "yes" if applies and ready else "no", note if ready else need_head)
+
+    explainers = Table(["explainer", "applies", "note"], [
+        row("occlusion, RISE, binary masks, KernelSHAP", True,
+            "forward passes only: any model"),
+        row("saliency, SmoothGrad, integrated gradients, gradient x input", True,
+            "gradients of the score with respect to the pixels"),
+        row("SHAP expected gradients (pixels)", True, "gradients; a background set"),
+        row("guided backpropagation, DeconvNet", relu,
+            "rewrite the ReLUs" if relu else "the model has no ReLU to rewrite"),
+        row("Grad-CAM, Grad-CAM++, LayerCAM, HiResCAM, Score-CAM", bool(spatial),
+            f"a spatial layer (default {default!r})" if spatial
+            else "needs a layer with an (H, W, C) output; the model has none"),
+        row("deletion, insertion, ROAD, MuFidelity", True, "forward passes of any map"),
+    ], title="which explainers apply")
+    return ModelReport(
+        name=model.name, input_size=input_shape[:2], channels=input_shape[2],
+        input_range="0..255 pixels (what the course passes to every model)",
+        preprocessing_inside=preprocessing is not None,
+        preprocessing=preprocessing or (
+            "none found before the first convolution: the model sees 0..255 pixels as they "
+            "are; if it was trained on scaled pixels, put the scaling inside (a Rescaling "
+            "layer before it)"),
+        head=head_kind, head_detail=detail, num_classes=num_classes, nested=nested,
+        layers=layers, explainers=explainers)

@@ -85,7 +85,7 @@ import keras
 from .models import feature_model, find_layer, last_spatial_layer, spatial_layers
 from .images import MAX_PIXELS, target_size
 from .pipeline import (batches, cached, check_bool, check_choice, explanation_call,
-                       logits_model, positive_int, progress_bar)
+                       logits_model, model_spec, positive_int, progress_bar)
 from .plot import normalise_map
 from .saliency import reduce_gradients, saliency
 
@@ -146,7 +146,8 @@ def gradcam(model, images, class_index=None, *, layer=None, method: str = "gradc
     check_choice(method, "method", CAM_METHODS)
     batch_size = positive_int(batch_size, "batch_size")
     normalise = check_bool(normalise, "normalise")
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     engine = _engine(model, cam_layer(model, layer))
     max_channels = _resolve_max_channels(method, max_channels, engine.channels)
     if method in _SCORECAM_METHODS:
@@ -173,7 +174,8 @@ def guided_gradcam(model, images, class_index=None, *, layer=None, reduce: str =
     Returns float32 (H, W) for one image or (N, H, W) for a batch
     ((H, W, 3) / (N, H, W, 3) with ``reduce=None``).
     """
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     cams = gradcam(model, call.batch, call.classes, layer=layer, method="gradcam",
                    batch_size=batch_size, progress=progress)
     guided = saliency(model, call.batch, call.classes, method="guided", reduce=None,
@@ -216,7 +218,8 @@ def gradcam_parts(model, images, class_index=None, *, layer=None) -> GradcamPart
     (Selvaraju et al. 2017, *Grad-CAM*.) Same arguments as :func:`gradcam`;
     ``heatmap`` equals ``gradcam(..., method="gradcam")``.
     """
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     layer_name = cam_layer(model, layer)
     engine = _engine(model, layer_name)
     classes, single = call.classes, call.single
@@ -299,6 +302,7 @@ class _CamEngine:
 
     def __init__(self, model, layer_name):
         self.layer_name = layer_name
+        self.probabilities = model_spec(model).probabilities_tf  # softmax or sigmoid
         # [A, logits] from the input; works for layers inside nested models too.
         self.features = feature_model(logits_model(model), layer_name)
         activations, logits = self.features.outputs
@@ -398,7 +402,7 @@ def _scorecam_weights(engine, image, activations, class_index, batch_size, bar):
         stop = min(start + batch_size, activations.shape[-1])
         masks = _channel_masks(activations[..., start:stop], image_size)
         masked = image[None] * masks[..., None]
-        probabilities = tf.nn.softmax(engine.logits(tf.constant(masked)), axis=-1)
+        probabilities = engine.probabilities(engine.logits(tf.constant(masked)))
         weights[start:stop] = np.asarray(probabilities[:, class_index])
         bar.update(stop - start)
     return weights

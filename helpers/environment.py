@@ -30,7 +30,7 @@ import numpy as np
 from .checks import check_number, check_seed
 
 __all__ = ["setup", "fast_mode", "choose", "seed_everything", "presentation_mode",
-           "panel_layout"]
+           "panel_layout", "device_name"]
 
 FAST_ENV = "UNMASKING_CNNS_FAST"
 CACHE_ENV = "UNMASKING_CNNS_CACHE"
@@ -183,6 +183,23 @@ def cache_dir() -> Path:
     return path
 
 
+def device_name() -> str:
+    """Where TensorFlow runs: ``"CPU"``, or ``"GPU <name>"`` for the first GPU it sees.
+
+    The name is the driver's (e.g. ``"GPU NVIDIA H100 80GB HBM3"``), or TensorFlow's
+    device name where the driver gives none; ``" (+N more)"`` counts further GPUs.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    try:
+        details = tf.config.experimental.get_device_details(gpus[0])
+    except (RuntimeError, ValueError):  # a device without details (some plugins)
+        details = {}
+    name = f"GPU {details.get('device_name') or gpus[0].name}"
+    return name + (f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else "")
+
+
 def seed_everything(seed: int = DEFAULT_SEED) -> None:
     """Seed Python, numpy, TensorFlow and Keras so results repeat."""
     import keras
@@ -218,8 +235,9 @@ def setup(seed: int = DEFAULT_SEED, *, figure_dpi: int = 80,
     settings it replaced; ``None`` (the default) follows the environment
     variable ``UNMASKING_CNNS_PRESENTATION``.
 
-    Returns a small dict (``seed``, ``fast``, ``presentation``, ``cache``) and
-    prints one line, so a reader sees which mode produced the outputs below.
+    Returns a small dict (``seed``, ``fast``, ``presentation``, ``cache``, ``device``)
+    and prints one line, so a reader sees which mode and device (CPU, or the GPU's name,
+    see :func:`device_name`) produced the outputs below.
     """
     import keras
     import matplotlib as mpl
@@ -242,9 +260,10 @@ def setup(seed: int = DEFAULT_SEED, *, figure_dpi: int = 80,
     _set_presentation(bool(presentation))
     _inline_figures_as_jpeg()
     info = {"seed": seed, "fast": fast_mode(), "presentation": presentation_mode(),
-            "cache": str(cache_dir())}
+            "cache": str(cache_dir()), "device": device_name()}
     mode = "fast mode (fewer samples and steps)" if info["fast"] else "full quality"
     if info["presentation"]:
         mode += ", presentation mode"
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {mode}; seed {seed}")
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__} on {info['device']}; {mode}; "
+          f"seed {seed}")
     return info

@@ -50,7 +50,7 @@ from .environment import tf
 import keras
 
 from .masks import DEFAULT_BATCH_SIZE, SCORES, PatchMasks, baseline_image
-from .models import PixelPreprocess, probabilities
+from .models import PixelPreprocess
 from .pipeline import batches, cached, check_choice, model_spec, positive_int
 
 __all__ = ["incremental_bound"]
@@ -118,7 +118,7 @@ def incremental_patch_scores(model, image, masks: PatchMasks, positions=None, *,
         scores[start:stop] = result[:stop - start]
     clean = clean.numpy()[0]
     if score == "probability":
-        return probabilities(clean), probabilities(scores)
+        return spec.probabilities(clean), spec.probabilities(scores)
     return clean, scores
 
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .environment import choose, tf
-from .labels import NUM_CLASSES, class_name
+from .labels import NUM_CLASSES
 from .masks import baseline_image
-from .pipeline import (batches, check_choice, check_seed, explanation_call, positive_int,
+from .pipeline import (class_label, batches, check_choice, check_seed, explanation_call, positive_int,
                        predict_logits)
 from .saliency import REDUCTIONS, gradient_function, reduce_gradients
 
@@ -93,7 +93,8 @@ def integrated_gradients(model, images, class_index=None, *, baseline="black",
     alphas, weights = integration_points(steps, rule)
     batch_size = positive_int(batch_size, "batch_size")
     seed = check_seed(seed, allow_none=False)
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     batch, classes = call.batch, call.classes.astype(np.int32)
     baselines = _baselines(batch, baseline, blur_sigma, seed)
     gradients_of = gradient_function(model, "vanilla")
@@ -136,7 +137,8 @@ def gradient_x_input(model, images, class_index=None, *, reduce: str | None = "s
     """
     check_choice(reduce, "reduce", REDUCTIONS)
     batch_size = positive_int(batch_size, "batch_size")
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     gradients_of = gradient_function(model, "vanilla")
     products = np.empty(call.batch.shape, dtype=np.float32)
     for start, stop in batches(len(call.batch), batch_size, progress=progress,
@@ -207,6 +209,7 @@ class IntegratedGradientsExplanation:
     rule: str = "trapezoid"
     single: bool = False
     num_classes: int = NUM_CLASSES
+    contrasts: tuple = ()  # the (a, b) pairs of scores past the model's classes
 
     @property
     def gap(self):
@@ -219,7 +222,7 @@ class IntegratedGradientsExplanation:
 
     @property
     def class_names(self):
-        names = [class_name(int(c)) if self.num_classes == NUM_CLASSES else f"class {int(c)}"
+        names = [class_label(c, self.num_classes, self.contrasts)
                  for c in np.atleast_1d(self.classes)]
         return names[0] if self.single else names
 
@@ -285,4 +288,5 @@ def _explanation(model, call, attributions, baselines, reduce, **fields):
         maps=out(maps), classes=out(classes.astype(np.int64)), logits=out(logits),
         baseline_logits=out(baseline_logits), attribution_sum=out(attribution_sum),
         images=call.batch, baselines=baselines.astype(np.float32), single=call.single,
-        num_classes=call.spec.num_classes, **fields)
+        num_classes=call.spec.num_classes,
+        contrasts=call.spec.contrasts, **fields)

@@ -38,10 +38,9 @@ import numpy as np
 from .environment import choose, panel_layout, tf
 from .labels import class_name
 from .masks import baseline_image
-from .models import probabilities
 from .plot import UNSIGNED_CMAP, show
-from .pipeline import (batches, check_bool, check_choice, check_number, check_seed, compiled_logits,
-                       explanation_call, positive_int)
+from .pipeline import (batches, check_bool, check_choice, check_number, check_seed, class_label,
+                       compiled_logits, explanation_call, model_spec, positive_int)
 
 __all__ = [
     "deletion_curve",
@@ -131,10 +130,10 @@ def _maps_for_batch(heatmaps, batch: np.ndarray, single: bool) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 def _class_probabilities(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Softmax probability of ``classes[i]`` for ``images[i]`` (the softmax of the logits,
-    applied once, also for a model that ends in a softmax)."""
+    """Probability of ``classes[i]`` for ``images[i]`` (the model's softmax or sigmoid of
+    its scores, applied once, also for a model that ends in one)."""
     logits = np.asarray(compiled_logits(model)(tf.constant(images, dtype=tf.float32)))
-    return probabilities(logits)[np.arange(len(images)), classes]
+    return model_spec(model).probabilities(logits)[np.arange(len(images)), classes]
 
 
 # --------------------------------------------------------------------------
@@ -219,7 +218,8 @@ def _perturbation_curve(kind, model, images, heatmaps, class_index, steps, basel
     batch_size = positive_int(batch_size, "batch_size")
     check_number(blur_sigma, "blur_sigma", minimum=0, inclusive=(False, True),
                  accepted="a positive number of pixels")
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     batch, single, classes = call.batch, call.single, call.classes
     maps = _maps_for_batch(heatmaps, batch, single)
     changed = _changed_counts(steps, maps[0].size)
@@ -508,7 +508,8 @@ def road_curve(model, images, heatmaps, class_index=None, *, order: str = "morf"
     noise = check_number(noise, "noise", minimum=0, accepted="a standard deviation in pixel "
                          "levels (0 or more)")
     seed = check_seed(seed)
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     batch, single, classes = call.batch, call.single, call.classes
     maps = _maps_for_batch(heatmaps, batch, single)
     changed = _changed_counts(steps, maps[0].size)
@@ -617,7 +618,8 @@ def mufidelity(model, images, heatmaps, class_index=None, *, samples: int | None
                                    accepted="the fraction of cells in each subset")
     check_choice(score, "score", ("logit", "probability"))
     seed = check_seed(seed)
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     batch, single, classes = call.batch, call.single, call.classes
     maps = _maps_for_batch(heatmaps, batch, single)
     count, height, width = maps.shape
@@ -641,7 +643,7 @@ def mufidelity(model, images, heatmaps, class_index=None, *, samples: int | None
     def class_scores(images_, image_ids):
         logits = np.asarray(compiled_logits(model)(tf.constant(images_, dtype=tf.float32)),
                             dtype=np.float64)
-        values = probabilities(logits) if score == "probability" else logits
+        values = model_spec(model).probabilities(logits) if score == "probability" else logits
         return values[np.arange(len(images_)), classes[image_ids]]
 
     clean = class_scores(batch, np.arange(count))
@@ -788,7 +790,8 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
         if value is not None:
             _at_most(positive_int(value, name), name, maximum, "see deletion_curve, road_curve "
                      "and mufidelity")
-    call = explanation_call(model, image, class_index, name="image")
+    call = explanation_call(model, image, class_index, name="image", contrasts=True)
+    model = call.model
     if not call.single and len(call.batch) != 1:
         raise ValueError(f"image: compare_maps takes one image; got a batch of "
                          f"{len(call.batch)}")
@@ -855,8 +858,11 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
             agreement = human_agreement(stacked[i], human, k=k)
             values += [agreement["iou"], float(agreement["pointing"]), agreement["spearman"]]
         rows.append((name, values))
-    title = f"class {int(classes[0])} ({class_name(int(classes[0]))})" \
-        if call.spec.num_classes == 1000 else f"class {int(classes[0])}"
+    if call.spec.contrasts:
+        title = class_label(classes[0], call.spec.num_classes, call.spec.contrasts)
+    else:
+        title = f"class {int(classes[0])} ({class_name(int(classes[0]))})" \
+            if call.spec.num_classes == 1000 else f"class {int(classes[0])}"
     if relative:
         title += ", AUC relative to the photo's probability"
     return ScoreTable(columns, rows, better, title, curves)

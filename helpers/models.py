@@ -41,7 +41,7 @@ import keras
 from . import pth
 from .labels import NUM_CLASSES, TopK, decode
 from .pipeline import (check_bool, compiled_logits, model_batch, model_spec,  # noqa: F401
-                       positive_int, predict_logits)
+                       positive_int, predict_logits, softmax)
 
 __all__ = [
     "top_k",
@@ -412,11 +412,12 @@ def input_size(model: keras.Model) -> tuple[int, int]:
 
 
 def probabilities(logits) -> np.ndarray:
-    """Softmax over the last axis, computed stably in float64, returned as float32."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    """Softmax over the last axis, computed stably in float64, returned as float32.
+
+    For a model with a sigmoid or single-output head, ``h.model_spec(model).probabilities``
+    applies the model's own activation instead.
+    """
+    return softmax(logits)
 
 
 # --------------------------------------------------------------------------

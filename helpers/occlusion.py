@@ -86,7 +86,8 @@ def occlusion_map(model, images, class_index=None, *, patch_size: int = 32, stri
     for several images.
     """
     _check_knobs(score, batch_size)
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     PatchMasks(*call.spec.size, patch_size, stride)  # bad parameters fail before any work
     maps = [occlusion_scores(model, image, patch_size=patch_size, stride=stride,
                              baseline=baseline, score=score, batch_size=batch_size,
@@ -160,7 +161,8 @@ def occlusion_scores(model, image, *, patch_size: int = 32, stride: int = 8, bas
     clean, logits = perturbation_scores(model, image, masks, baseline=baseline, score="logit",
                                         batch_size=batch_size, progress=progress,
                                         description="occlusion")
-    return OcclusionScores(masks, clean, logits, baseline, score)
+    return OcclusionScores(masks, clean, logits, baseline, score,
+                           to_probabilities=model_spec(model).probabilities)
 
 
 def incremental_occlusion_scores(model, image, *, patch_size: int = 32, stride: int = 8,
@@ -183,7 +185,7 @@ def incremental_occlusion_scores(model, image, *, patch_size: int = 32, stride: 
         model, image, masks, baseline=baseline, score="logit", batch_size=batch_size,
         progress=progress)
     return OcclusionScores(masks, clean_logits=clean, logits=logits, baseline=baseline,
-                           score=score)
+                           score=score, to_probabilities=model_spec(model).probabilities)
 
 
 def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, baseline="grey",
@@ -230,7 +232,8 @@ def occlusion_passes(model, image, *, patch_size: int = 32, stride: int = 8, bas
         scores[new] = pass_scores
         computed[new] = True
         yield OcclusionScores(masks, clean, scores.copy(), baseline, score,
-                              computed=None if computed.all() else computed.copy())
+                              computed=None if computed.all() else computed.copy(),
+                              to_probabilities=model_spec(model).probabilities)
         step //= 2
 
 
@@ -300,7 +303,8 @@ def random_mask_scores(model, image, *, method: str = "rise", num_masks: int | N
     clean, logits = perturbation_scores(model, image, masks, baseline=baseline, score="logit",
                                         batch_size=batch_size, progress=progress,
                                         description=method)
-    return RandomMaskScores(masks, clean, logits, baseline, score)
+    return RandomMaskScores(masks, clean, logits, baseline, score,
+                            to_probabilities=model_spec(model).probabilities)
 
 
 # --------------------------------------------------------------------------
@@ -314,10 +318,10 @@ def occlusion_reference(model, image, class_index, *, patch_size: int = 32, stri
     Slow (one forward pass per position, unbatched), but every line is the
     method; :func:`occlusion_map` computes the same map in batches.
     """
-    call = explanation_call(model, image, class_index)
+    call = explanation_call(model, image, class_index, contrasts=True)
     x, c = call.batch[0], int(call.classes[0])
     hidden = baseline_image(x, baseline)
-    score_of = _score_function(call.logits, score)
+    score_of = _score_function(call.spec, score)
     height, width = x.shape[:2]
     masks = PatchMasks(height, width, patch_size, stride)
     drops, covered = np.zeros((height, width)), np.zeros((height, width))
@@ -333,13 +337,15 @@ def occlusion_reference(model, image, class_index, *, patch_size: int = 32, stri
     return (drops / covered).astype(np.float32)
 
 
-def _score_function(logits_model, score):
+def _score_function(spec, score):
     check_choice(score, "score", SCORES)
 
     def score_of(image):
-        logits = np.asarray(logits_model(image[None], training=False), dtype=np.float64)[0]
+        logits = np.asarray(spec.logits(image[None], training=False), dtype=np.float64)[0]
         if score == "logit":
             return logits
+        if spec.probability == "sigmoid" or spec.contrasts:
+            return spec.probabilities(logits).astype(np.float64)
         exp = np.exp(logits - logits.max())
         return exp / exp.sum()
     return score_of
@@ -372,8 +378,8 @@ class _StoredScores:
         if score == "logit":
             return self.clean_logits, self.logits
         if getattr(self, "_probabilities", None) is None:
-            self._probabilities = (probabilities(self.clean_logits),
-                                   probabilities(self.logits))
+            convert = self.to_probabilities or probabilities
+            self._probabilities = (convert(self.clean_logits), convert(self.logits))
         return self._probabilities
 
 
@@ -403,6 +409,7 @@ class OcclusionScores(_StoredScores):
     baseline: object = "grey"
     score: str = "probability"  # what .clean, .scores and .map read by default
     computed: np.ndarray | None = None  # (positions,) which were scored; None: all
+    to_probabilities: object = None  # the model's softmax or sigmoid (None: softmax)
 
     def drop_grid(self, class_index=None, *, score: str | None = None) -> np.ndarray:
         """Score drop with the patch at each grid position: (rows, cols), or (K, rows, cols)."""
@@ -450,6 +457,7 @@ class RandomMaskScores(_StoredScores):
     logits: np.ndarray
     baseline: object = "grey"
     score: str = "probability"
+    to_probabilities: object = None  # the model's softmax or sigmoid (None: softmax)
 
     def map(self, class_index=None, *, num_masks: int | None = None,
             score: str | None = None) -> np.ndarray:
@@ -569,7 +577,7 @@ def _compiled_forward(model, batch_size: int, score: str):
         def forward(image, hidden, visible):
             masked = hidden + visible[..., None] * (image - hidden)
             logits = logits_ref()(masked, training=False)
-            return tf.nn.softmax(logits) if score == "probability" else logits
+            return spec.probabilities_tf(logits) if score == "probability" else logits
         return forward
     return cached(model, ("perturbation", batch_size, score), build)
 
@@ -591,7 +599,8 @@ def _one_image(model, image):
 def _random_maps(method, model, images, class_index, num_masks, grid_size, keep_probability,
                  baseline, seed, score, batch_size, progress):
     _check_knobs(score, batch_size)
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     count = choose(2000, 300) if num_masks is None else num_masks
     RandomMasks(*call.spec.size, count, grid_size, keep_probability, method, seed)  # early checks
     maps = [random_mask_scores(model, image, method=method, num_masks=count, grid_size=grid_size,

@@ -8,8 +8,9 @@ They do it here, once::
     call = explanation_call(model, images, class_index)
     call.batch       # float32 (N, H, W, C): 0..255 pixels at the model's size and channels
     call.classes     # int64 (N,): one class per image, checked against the model's outputs
-    call.logits      # the model's logits: the model itself, or a weight-sharing twin
-                     # without its softmax when the model ends in one
+    call.logits      # the model's scores: the model itself, or a weight-sharing twin
+                     # without its softmax or sigmoid when the model ends in one
+    call.model       # the model to explain: the one given, or its contrast twin
     call.unwrap(maps)    # one map for one image, a batch for a batch
 
 What this step guarantees to every method:
@@ -18,19 +19,29 @@ What this step guarantees to every method:
   C = 1 (grayscale) or 3 (RGB), taking pixels in 0..255 (put any scaling
   inside the model, as the course's models do), and one output
   (batch, classes). A model *name* gets a TypeError that says to load it.
-* **The logit is explained.** A model that ends in a softmax (the usual
-  ``Dense(n, activation="softmax")``, a ``Softmax`` layer or an
-  ``Activation("softmax")``, also as the last layer of a nested model) is
-  detected once; every method then runs on a twin that shares the model's
-  weights and stops before the softmax. Methods that report probabilities
-  apply the softmax to those logits once, so a model with and without its
-  softmax head gets the same explanation. The user's model is never edited.
+* **The score before the head's activation is explained.** The head is
+  read once (:func:`detect_head`): a softmax (``Dense(n,
+  activation="softmax")``, a ``Softmax`` layer or an
+  ``Activation("softmax")``), a sigmoid (multi-label, the same three forms),
+  a single output (a binary logit, or its probability through a sigmoid),
+  or a linear head (the model returns its scores), also as the last layer of
+  a nested model. Where the model applies a softmax or sigmoid, every method
+  runs on a twin that shares the model's weights and stops before it;
+  methods that report probabilities apply the model's own activation to the
+  scores once (softmax, or sigmoid for a sigmoid or single-output head), so
+  a model with and without its head's activation gets the same explanation.
+  The user's model is never edited. A head the course cannot read (a Lambda,
+  an unknown layer after the Dense, another activation) is refused with a
+  message naming :func:`declare_head`, which says where the scores are.
 * **Images** in any accepted form (sample name, path, PIL image, array, list,
   prepared batch) become the model's size; grayscale models get luminance
   (ITU-R BT.601 weights, as PIL's "L" mode).
 * **Classes** are an index, an ImageNet name (for 1000-class models), one per
   image, or None (each image's predicted class), checked against the model's
-  own number of outputs.
+  own number of outputs (a single-output model: class 0, its only score).
+  Explainers also take a contrast, ``h.contrast(a, b)``: the score
+  ``logit a - logit b`` of a weight-sharing twin (:func:`contrast_model`),
+  so every method explains it as it explains a class.
 
 And the shared plumbing: :func:`batches` (the batch loop with its progress
 bar), :func:`cached` (one per-model cache policy: weak keys, so a cache never
@@ -51,9 +62,9 @@ from .environment import tf
 import keras
 
 from .images import as_batch, to_float_pixels
-from .labels import NUM_CLASSES, class_index as class_index_of
+from .labels import NUM_CLASSES, class_index as class_index_of, class_name
 
-__all__ = ["model_spec", "logits_model"]
+__all__ = ["model_spec", "logits_model", "contrast", "declare_head", "detect_head", "HEADS"]
 
 # ITU-R BT.601 luma weights (PIL's RGB -> "L" conversion uses the same).
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -103,17 +114,42 @@ def holder(target, model):
 
 
 # --------------------------------------------------------------------------
-# The model: shape, classes, softmax head
+# The model: shape, classes, head
 # --------------------------------------------------------------------------
 
+HEADS = ("softmax", "sigmoid", "binary", "linear")
+HEAD_ACTIVATIONS = ("softmax", "sigmoid")  # squashing functions left out to reach the scores
+
+
+def _activation_name(activation) -> str | None:
+    """"softmax", "sigmoid" or "linear" for those activations, the name of any other, or None."""
+    if activation is None:
+        return None
+    for name in ("softmax", "sigmoid", "linear"):
+        if activation is getattr(keras.activations, name) or \
+                getattr(activation, "__name__", None) == name:
+            return name
+    return getattr(activation, "__name__", type(activation).__name__)
+
+
 def _is_softmax(activation) -> bool:
-    return activation is keras.activations.softmax or \
-        getattr(activation, "__name__", None) == "softmax"
+    return _activation_name(activation) == "softmax"
 
 
 def _output_layer(model):
     history = getattr(model.outputs[0], "_keras_history", None)
     return history[0] if history else model.layers[-1]
+
+
+def _output_layer_input(model):
+    """The tensor that ``model``'s output layer takes *in this model's graph* (a layer
+    used in several graphs, such as a nested model, has one input per use)."""
+    history = getattr(model.outputs[0], "_keras_history", None)
+    if not history:
+        return model.layers[-1].input
+    layer, node_index = history[0], history[1]
+    inputs = layer._inbound_nodes[node_index].input_tensors
+    return inputs[0] if len(inputs) == 1 else inputs
 
 
 class _DenseLogits(keras.layers.Layer):
@@ -131,60 +167,143 @@ class _DenseLogits(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.dense.units,)
 
 
-def _softmax_replacement(layer):
-    """(description, callable) that computes ``layer``'s logits, or None if no softmax."""
-    if isinstance(layer, keras.layers.Softmax) or (
-            isinstance(layer, keras.layers.Activation) and _is_softmax(layer.activation)):
-        return f"the {type(layer).__name__} layer {layer.name!r}", lambda x, *a, **k: x
-    if isinstance(layer, keras.layers.Dense) and _is_softmax(layer.activation):
-        return f"the softmax activation of Dense layer {layer.name!r}", _DenseLogits(layer)
+def _activation_replacement(layer):
+    """(activation, description, callable computing ``layer``'s scores) for a layer that
+    applies a softmax or sigmoid head, else None."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax", f"the Softmax layer {layer.name!r}", lambda x, *a, **k: x
+    activation = _activation_name(getattr(layer, "activation", None))
+    if activation in HEAD_ACTIVATIONS and isinstance(layer, keras.layers.Activation):
+        return activation, f"the Activation layer {layer.name!r}", lambda x, *a, **k: x
+    if activation in HEAD_ACTIVATIONS and isinstance(layer, keras.layers.Dense):
+        return (activation, f"the {activation} activation of Dense layer {layer.name!r}",
+                _DenseLogits(layer))
     if isinstance(layer, keras.Model):
-        inner = _logit_twin(layer)
-        if inner is not None:
-            description, twin = inner
-            return f"{description} (inside {layer.name!r})", twin
+        inner = detect_head(layer)
+        if inner.twin is not None:
+            return inner.activation, f"{inner.found} (inside {layer.name!r})", inner.twin
     return None
 
 
-def _logit_twin(model):
-    """(description, weight-sharing logits model) for a softmax-ending model, else None."""
+def _unknown_head(model, last) -> str | None:
+    """Why the scores of ``model`` cannot be told apart from its output, or None.
+
+    A Lambda, an activation other than softmax or sigmoid, or a layer of the
+    user's own class right after a Dense layer may squash the scores in a way
+    the course cannot undo; anything else is explained as it is.
+    """
+    if isinstance(last, keras.Model):
+        inner = detect_head(last)
+        return None if inner.problem is None else f"{inner.problem} (inside {last.name!r})"
+    activation = _activation_name(getattr(last, "activation", None))
+    if isinstance(last, keras.layers.Lambda):
+        return f"its output comes from the Lambda layer {last.name!r}"
+    if activation not in (None, "linear", *HEAD_ACTIVATIONS):
+        return (f"its output layer {last.name!r} ({type(last).__name__}) applies the "
+                f"activation {activation!r}")
+    if isinstance(last, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
+                         keras.layers.PReLU)):
+        return f"its output layer {last.name!r} is a {type(last).__name__}"
+    parents = [tensor._keras_history[0] for tensor in tf.nest.flatten(_output_layer_input(model))
+               if getattr(tensor, "_keras_history", None)] \
+        if not isinstance(last, keras.layers.InputLayer) else []
+    if not type(last).__module__.startswith("keras") and any(
+            isinstance(parent, keras.layers.Dense) for parent in parents):
+        return (f"its output layer {last.name!r} is a {type(last).__name__} (a layer class the "
+                "course does not know) after a Dense layer")
+    return None
+
+
+def _score_layer_hint(model, last) -> str:
+    """The name of the Dense layer nearest the output: most likely where the scores are."""
+    dense = [layer.name for layer in model.layers
+             if isinstance(layer, keras.layers.Dense) and layer is not last]
+    return dense[-1] if dense else "NAME"
+
+
+@dataclass(frozen=True)
+class Head:
+    """What :func:`detect_head` read from a model's last layer.
+
+    ``kind``: one of :data:`HEADS` ("binary": one output, a logit or a
+    probability), or "unknown" (``problem`` says why); ``activation``:
+    "softmax" or "sigmoid" when the model applies one that the course leaves
+    out, else None; ``found``: where (a sentence); ``twin``: the
+    weight-sharing model that stops before it (None when the output is the
+    score already).
+    """
+
+    kind: str
+    activation: str | None = None
+    found: str | None = None
+    twin: object = None
+    problem: str | None = None
+
+
+def detect_head(model) -> Head:
+    """The head of a Keras model: softmax, sigmoid, binary, linear, or unknown (never raises)."""
     last = _output_layer(model)
-    found = _softmax_replacement(last)
+    outputs = model.outputs[0].shape[-1]
+    found = _activation_replacement(last)
     if found is None:
-        activation = getattr(last, "activation", None)
-        if activation is not None and _is_softmax(activation):
-            # A softmax folded into another layer type: explain a copy with a
-            # linear activation (tf-keras-vis ReplaceToLinear); it does not follow
-            # later weight changes of the model, so it is rebuilt per weights.
+        activation = _activation_name(getattr(last, "activation", None))
+        if activation in HEAD_ACTIVATIONS:
+            # A softmax or sigmoid folded into another layer type: explain a copy with a
+            # linear activation (tf-keras-vis ReplaceToLinear); it does not follow later
+            # weight changes of the model, so it is rebuilt per weights.
             from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
             copy = keras.models.clone_model(model)
             copy.set_weights(model.get_weights())
             ReplaceToLinear()(copy)
-            return f"the softmax activation of {type(last).__name__} layer {last.name!r} " \
-                   "(explained on a copy)", copy
-        return None
-    description, replacement = found
-    # Built on the model's own graph tensors (the softmax layer's input), so the
-    # twin shares every layer and its inner layers' outputs stay reachable from
-    # its input (Grad-CAM and SHAP read them).
-    return description, keras.Model(model.inputs[0], replacement(last.input),
-                                    name=f"{model.name}_logits")
+            found = (activation, f"the {activation} activation of {type(last).__name__} layer "
+                     f"{last.name!r} (explained on a copy)", None)
+            twin = copy
+        else:
+            problem = _unknown_head(model, last)
+            if problem is not None:
+                return Head("unknown", problem=problem)
+            return Head("binary" if outputs == 1 else "linear")
+    else:
+        # Built on the model's own graph tensors (the head layer's input), so the twin
+        # shares every layer and its inner layers' outputs stay reachable from its input
+        # (Grad-CAM and SHAP read them).
+        twin = keras.Model(model.inputs[0], found[2](_output_layer_input(model)),
+                           name=f"{model.name}_logits")
+    activation, description = found[0], found[1]
+    kind = "binary" if outputs == 1 else activation
+    return Head(kind, activation, description, twin)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """What every method needs to know about a model, read once and cached.
 
-    ``input_shape`` (H, W, C); ``num_classes``; ``softmax``: where the softmax
-    head was found (None when the model returns logits already).
+    ``input_shape`` (H, W, C); ``num_classes``: the scores the methods index;
+    ``head``: "softmax", "sigmoid", "binary" or "linear" (see :func:`detect_head`);
+    ``activation``: the softmax or sigmoid the model applies and the methods
+    leave out (None when the model returns its scores); ``found``: where it
+    was found; ``probability``: how scores become probabilities, "softmax" or
+    "sigmoid" (the model's own head; for a model that returns scores, sigmoid
+    for a single output and softmax otherwise, unless :func:`declare_head`
+    says); ``contrasts``: the (a, b) class pairs of a contrast twin's extra
+    scores (``logit a - logit b``, after the model's own classes).
     """
 
     name: str
     input_shape: tuple[int, int, int]
     num_classes: int
-    softmax: str | None
+    head: str
+    activation: str | None
+    found: str | None
     _logits: object  # the twin, or a weak reference to the model itself
+    probability: str = "softmax"
+    contrasts: tuple = ()
+
+    @property
+    def softmax(self) -> str | None:
+        """Where the softmax head was found (None when the model has none)."""
+        return self.found if self.activation == "softmax" else None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -197,6 +316,41 @@ class ModelSpec:
     @property
     def logits(self):
         return self._logits() if isinstance(self._logits, weakref.ref) else self._logits
+
+    def probabilities(self, logits) -> np.ndarray:
+        """The model's probabilities from its scores (numpy, float32, last axis classes).
+
+        Softmax or sigmoid as :attr:`probability` says; a contrast's score is
+        ``p_a - p_b``.
+        """
+        logits = np.asarray(logits, dtype=np.float64)
+        base = logits[..., :self.num_classes - len(self.contrasts)]
+        if self.probability == "softmax":
+            result = softmax(base)
+        else:
+            result = (1.0 / (1.0 + np.exp(-base))).astype(np.float32)
+        if self.contrasts:
+            first, second = (list(side) for side in zip(*self.contrasts))
+            result = np.concatenate([result, result[..., first] - result[..., second]], axis=-1)
+        return result
+
+    def probabilities_tf(self, logits):
+        """:meth:`probabilities` inside a traced function (float32 tensors)."""
+        base = logits[..., :self.num_classes - len(self.contrasts)]
+        result = tf.nn.softmax(base) if self.probability == "softmax" else tf.sigmoid(base)
+        if self.contrasts:
+            first, second = (list(side) for side in zip(*self.contrasts))
+            result = tf.concat([result, tf.gather(result, first, axis=-1)
+                                - tf.gather(result, second, axis=-1)], axis=-1)
+        return result
+
+
+def softmax(logits) -> np.ndarray:
+    """Softmax over the last axis, computed stably in float64, returned as float32."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def check_model(model, name: str = "model"):
@@ -211,7 +365,8 @@ def check_model(model, name: str = "model"):
                     f"{type(model).__name__}")
 
 
-def _read_spec(model) -> ModelSpec:
+def checked_shapes(model) -> tuple[tuple[int, int, int], int]:
+    """(input shape (H, W, C), number of outputs) of a model the course can explain."""
     if len(model.inputs) != 1:
         raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs; the course "
                          "explains models with one image input (batch, height, width, channels)")
@@ -225,11 +380,25 @@ def _read_spec(model) -> ModelSpec:
         raise ValueError(
             f"model {model.name!r} must have one output of shape (batch, classes); its "
             f"outputs have shapes {outputs}")
-    twin = _logit_twin(model)
-    return ModelSpec(name=model.name, input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
-                     num_classes=int(outputs[0][-1]),
-                     softmax=None if twin is None else twin[0],
-                     _logits=weakref.ref(model) if twin is None else twin[1])
+    return (int(shape[1]), int(shape[2]), int(shape[3])), int(outputs[0][-1])
+
+
+def _read_spec(model) -> ModelSpec:
+    input_shape, num_classes = checked_shapes(model)
+    head = detect_head(model)
+    if head.kind == "unknown":
+        layer = _score_layer_hint(model, _output_layer(model))
+        raise ValueError(
+            f"model {model.name!r}: the course cannot tell its scores from its output: "
+            f"{head.problem}. Say what the head is: h.declare_head(model, 'softmax', "
+            f"layer={layer!r}) (or 'sigmoid': the activation the model applies to that "
+            "layer's scores), or h.declare_head(model, 'softmax' or 'sigmoid') if its output "
+            "is the scores themselves")
+    probability = "sigmoid" if head.activation == "sigmoid" or num_classes == 1 else "softmax"
+    return ModelSpec(name=model.name, input_shape=input_shape, num_classes=num_classes,
+                     head=head.kind, activation=head.activation, found=head.found,
+                     _logits=weakref.ref(model) if head.twin is None else head.twin,
+                     probability=probability)
 
 
 _SPECS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -244,8 +413,64 @@ def model_spec(model, name: str = "model") -> ModelSpec:
     return spec
 
 
+def _output_width(layer) -> int | None:
+    """The last dimension of a layer's (batch, k) output, None for any other output."""
+    shape = getattr(getattr(layer, "output", None), "shape", None)
+    return int(shape[-1]) if shape is not None and len(shape) == 2 and shape[-1] else None
+
+
+def declare_head(model, activation: str, *, layer=None):
+    """Tell the course what a model's head is, where it cannot see it; returns ``model``.
+
+    ``activation``: what turns the model's scores into probabilities,
+    "softmax" (one class per image) or "sigmoid" (multi-label, or a single
+    yes/no output). ``layer``: the name of the top-level layer whose output
+    holds those scores, one per class, when the model applies the activation
+    after it (e.g. in a Lambda); None (default) when the model's output *is*
+    the scores. Every explainer then explains those scores, on a
+    weight-sharing twin that stops at ``layer`` (the model is not edited),
+    and methods that report probabilities apply ``activation`` to them.
+
+    Softmax, sigmoid, single-output and linear heads are found without it;
+    it is needed for a head the course cannot read (a Lambda, an unknown
+    layer after the Dense, another activation), and for a model that returns
+    multi-label logits (declare "sigmoid", or its probabilities would be a
+    softmax).
+    """
+    check_model(model)
+    check_choice(activation, "activation", HEAD_ACTIVATIONS)
+    input_shape, num_classes = checked_shapes(model)
+    twin, found = None, f"declared: the output is the scores, {activation} gives probabilities"
+    if layer is not None:
+        if isinstance(layer, keras.layers.Layer):
+            layer = layer.name
+        if not isinstance(layer, str):
+            raise TypeError(f"layer must be a layer name (str) or None, not "
+                            f"{type(layer).__name__}")
+        candidates = [item for item in model.layers
+                      if not isinstance(item, (keras.layers.InputLayer, keras.Model))
+                      and _output_width(item) == num_classes]
+        chosen = next((item for item in candidates if item.name == layer), None)
+        if chosen is None:
+            raise ValueError(
+                f"layer: model {model.name!r} has no top-level layer {layer!r} with "
+                f"{num_classes} scores per image; candidates: "
+                f"{', '.join(item.name for item in candidates) or 'none'}")
+        if chosen is not _output_layer(model):
+            twin = keras.Model(model.inputs[0], chosen.output, name=f"{model.name}_logits")
+            found = f"declared: the {activation} after layer {layer!r}"
+    _CACHES.pop(model, None)  # functions built for an earlier reading of the head
+    _SPECS[model] = ModelSpec(
+        name=model.name, input_shape=input_shape, num_classes=num_classes,
+        head="binary" if num_classes == 1 else activation,
+        activation=None if twin is None else activation, found=found,
+        _logits=weakref.ref(model) if twin is None else twin, probability=activation)
+    return model
+
+
 def logits_model(model):
-    """The Keras model that returns ``model``'s logits: itself, or its softmax-free twin."""
+    """The Keras model that returns ``model``'s scores: itself, or its twin without the
+    softmax or sigmoid head."""
     return model_spec(model).logits
 
 
@@ -335,6 +560,84 @@ def model_batch(model, images, *, fit: str = "crop", name: str = "images"):
     return (_to_gray(batch) if channels == 1 else batch), single
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """Class ``first`` versus class ``second``: the score explained is
+    ``logit(first) - logit(second)`` (made by :func:`contrast`)."""
+
+    first: object
+    second: object
+
+    def __str__(self) -> str:
+        return f"{self.first} vs {self.second}"
+
+
+def contrast(first, second) -> Contrast:
+    """"Why ``first`` and not ``second``?": a target every explainer accepts as ``class_index``.
+
+    ``h.gradcam(model, "chelsea", h.contrast("tabby", "tiger_cat"))`` explains
+    the difference of the two classes' scores (logits, before any softmax or
+    sigmoid), ``z_first - z_second``: what speaks for the first class *more
+    than* for the second. Classes are indices or ImageNet names. Gradients
+    are linear, so a contrast's gradient is the difference of the two
+    gradients (saliency, gradient x input, integrated gradients); Grad-CAM
+    weights its channels by that difference before the ReLU. Methods that
+    report probabilities use ``p_first - p_second``. Attacks and other
+    functions that take one class refuse it.
+    """
+    for value, name in ((first, "first"), (second, "second")):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, np.integer)):
+            raise TypeError(f"contrast: {name} must be a class index (integer) or an ImageNet "
+                            f"class name (str), not {type(value).__name__} ({value!r})")
+    return Contrast(first, second)
+
+
+def _one_class(item, num_classes: int, name: str) -> int:
+    if isinstance(item, str):
+        if num_classes != NUM_CLASSES:
+            raise ValueError(
+                f"{name}: {item!r} is an ImageNet class name, but the model has "
+                f"{num_classes} classes; give an index 0..{num_classes - 1}")
+        index = class_index_of(item)
+    elif isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+        raise TypeError(f"{name} must be a class index (integer) or an ImageNet class "
+                        f"name (str), or a list of them; got {type(item).__name__} "
+                        f"({item!r})")
+    else:
+        index = int(item)
+    if not 0 <= index < num_classes:
+        raise ValueError(f"{name}: class index {index} is out of range: the model has "
+                         f"classes 0..{num_classes - 1}")
+    return index
+
+
+def _targets(class_index, batch_size: int, num_classes: int, name: str, contrasts: bool) -> list:
+    """One target per image: a class index, or an (a, b) pair for a contrast."""
+    items = list(class_index) if isinstance(class_index, (list, tuple, np.ndarray)) else None
+    if items is None:
+        items = [class_index] * batch_size
+    if len(items) != batch_size:
+        raise ValueError(f"{name}: got {len(items)} classes for {batch_size} images; give one "
+                         "per image (or one for all)")
+    targets = []
+    for item in items:
+        if not isinstance(item, Contrast):
+            targets.append(_one_class(item, num_classes, name))
+            continue
+        if not contrasts:
+            raise ValueError(
+                f"{name}: {item} is a contrast (h.contrast), which the explainers accept "
+                "(saliency, Grad-CAM, occlusion, SHAP, the curves...); this function takes "
+                "one class: give a class index or name")
+        pair = (_one_class(item.first, num_classes, name),
+                _one_class(item.second, num_classes, name))
+        if pair[0] == pair[1]:
+            raise ValueError(f"{name}: {item} contrasts class {pair[0]} with itself (its score "
+                             "difference is zero everywhere); give two different classes")
+        targets.append(pair)
+    return targets
+
+
 def resolve_classes(class_index, batch_size: int, *, model=None, batch=None,
                     num_classes: int = NUM_CLASSES, name: str = "class_index") -> np.ndarray:
     """One class index per image, as an int array of length ``batch_size``.
@@ -343,37 +646,15 @@ def resolve_classes(class_index, batch_size: int, *, model=None, batch=None,
     ``model`` and ``batch``), an index or name for every image, or a list
     with one index or name per image. ``num_classes`` bounds indices for
     models that are not 1000-class ImageNet models; names are ImageNet names,
-    so they need a 1000-class model.
+    so they need a 1000-class model. A contrast (:func:`contrast`) is
+    refused here: :func:`explanation_call` turns it into a score of its own.
     """
     if class_index is None:
         if model is None or batch is None:
             raise ValueError(f"{name}=None (the predicted class) needs the model and batch")
         return np.argmax(predict_logits(model, batch), axis=-1).astype(np.int64)
-    items = list(class_index) if isinstance(class_index, (list, tuple, np.ndarray)) else None
-    if items is None:
-        items = [class_index] * batch_size
-    if len(items) != batch_size:
-        raise ValueError(f"{name}: got {len(items)} classes for {batch_size} images; give one "
-                         "per image (or one for all)")
-    indices = []
-    for item in items:
-        if isinstance(item, str):
-            if num_classes != NUM_CLASSES:
-                raise ValueError(
-                    f"{name}: {item!r} is an ImageNet class name, but the model has "
-                    f"{num_classes} classes; give an index 0..{num_classes - 1}")
-            index = class_index_of(item)
-        elif isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
-            raise TypeError(f"{name} must be a class index (integer) or an ImageNet class "
-                            f"name (str), or a list of them; got {type(item).__name__} "
-                            f"({item!r})")
-        else:
-            index = int(item)
-        if not 0 <= index < num_classes:
-            raise ValueError(f"{name}: class index {index} is out of range: the model has "
-                             f"classes 0..{num_classes - 1}")
-        indices.append(index)
-    return np.asarray(indices, dtype=np.int64)
+    return np.asarray(_targets(class_index, batch_size, num_classes, name, False),
+                      dtype=np.int64)
 
 
 def resolve_for_model(model, class_index, batch: np.ndarray, *, name: str = "class_index"
@@ -385,9 +666,69 @@ def resolve_for_model(model, class_index, batch: np.ndarray, *, name: str = "cla
     return resolve_classes(class_index, len(batch), num_classes=spec.num_classes, name=name)
 
 
+class _ScoreDifferences(keras.layers.Layer):
+    """The scores, followed by ``score[a] - score[b]`` for each contrast pair (a, b)."""
+
+    def __init__(self, pairs, **kwargs):
+        super().__init__(**kwargs)
+        self.pairs = tuple(pairs)
+
+    def call(self, scores):
+        first = [a for a, _ in self.pairs]
+        second = [b for _, b in self.pairs]
+        return keras.ops.concatenate([scores, keras.ops.take(scores, first, axis=-1)
+                                      - keras.ops.take(scores, second, axis=-1)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (input_shape[-1] + len(self.pairs),)
+
+
+def contrast_model(model, pairs):
+    """A weight-sharing twin whose scores are ``model``'s, then ``z_a - z_b`` for each pair.
+
+    Cached per model; its :class:`ModelSpec` has the same head and lists the
+    pairs (``contrasts``), so methods that report probabilities give
+    ``p_a - p_b`` for them. Every method then explains one of its scores as
+    it explains a class.
+    """
+    spec = model_spec(model)
+    pairs = tuple((int(a), int(b)) for a, b in pairs)
+    if spec.contrasts:
+        raise ValueError(f"model {model.name!r} is a contrast twin already; contrast the "
+                         "classes of the model it was made from")
+
+    def build():
+        logits = spec.logits
+        twin = keras.Model(logits.inputs[0], _ScoreDifferences(
+            pairs, name=f"{model.name}_contrasts")(logits.outputs[0]),
+            name=f"{model.name}_contrast")
+        _SPECS[twin] = ModelSpec(
+            name=twin.name, input_shape=spec.input_shape, num_classes=spec.num_classes + len(pairs),
+            head=spec.head, activation=spec.activation, found=spec.found,
+            _logits=weakref.ref(twin), probability=spec.probability, contrasts=pairs)
+        return twin
+    return cached(model, ("contrast", pairs), build)
+
+
+def class_label(index: int, num_classes: int, contrasts: tuple = ()) -> str:
+    """A score's name for tables: the ImageNet name, "class 3", or "tabby - tiger_cat"
+    (``num_classes`` counts the contrasts' scores too, as a contrast twin's spec does)."""
+    base = num_classes - len(contrasts)
+    index = int(index)
+    if index >= base:
+        first, second = contrasts[index - base]
+        return f"{class_label(first, base)} - {class_label(second, base)}"
+    return class_name(index) if base == NUM_CLASSES else f"class {index}"
+
+
 @dataclass
 class ExplanationCall:
-    """A checked call: the batch, one class per image, the logits model, and how to answer."""
+    """A checked call: the model to explain, the batch, one class per image, how to answer.
+
+    ``model`` is the model given, or its contrast twin when ``class_index``
+    holds a contrast (its classes then index the twin's extra scores): a
+    method computes everything on ``call.model``.
+    """
 
     model: object
     spec: ModelSpec
@@ -404,16 +745,40 @@ class ExplanationCall:
         return maps[0] if self.single else maps
 
 
+def call_classes(model, class_index, batch: np.ndarray, *, contrasts: bool = True,
+                 name: str = "class_index"):
+    """``(model, classes)``: one score per image of ``batch`` (None: the predicted class).
+
+    Contrasts become scores of :func:`contrast_model` (returned in place of
+    ``model``); without any, ``model`` itself.
+    """
+    spec = model_spec(model)
+    if class_index is None:
+        return model, np.argmax(predict_logits(model, batch), axis=-1).astype(np.int64)
+    targets = _targets(class_index, len(batch), spec.num_classes, name, contrasts)
+    pairs = tuple(dict.fromkeys(t for t in targets if isinstance(t, tuple)))
+    if pairs:
+        model = contrast_model(model, pairs)
+        targets = [spec.num_classes + pairs.index(t) if isinstance(t, tuple) else t
+                   for t in targets]
+    return model, np.asarray(targets, dtype=np.int64)
+
+
 def explanation_call(model, images, class_index=None, *, fit: str = "crop",
-                     resolve: bool = True, name: str = "images") -> ExplanationCall:
+                     resolve: bool = True, contrasts: bool = False,
+                     name: str = "images") -> ExplanationCall:
     """Turn (model, images, class_index) into an :class:`ExplanationCall`.
 
     ``resolve=False`` leaves ``classes`` as None (for methods that choose
-    classes themselves, e.g. SHAP's ranks).
+    classes themselves, e.g. SHAP's ranks). ``contrasts=True``: the method
+    accepts :func:`contrast` targets (and must then use ``call.model``).
     """
     spec = model_spec(model)
     batch, single = model_batch(model, images, fit=fit, name=name)
-    classes = resolve_for_model(model, class_index, batch) if resolve else None
+    classes = None
+    if resolve:
+        model, classes = call_classes(model, class_index, batch, contrasts=contrasts)
+        spec = model_spec(model)
     return ExplanationCall(model, spec, batch, classes, single)
 
 

@@ -135,7 +135,8 @@ def saliency(model, images, class_index=None, *, method: str = "vanilla",
     _check_method(method)
     _check_reduce(reduce)
     batch_size = positive_int(batch_size, "batch_size")
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     gradients_of = gradient_function(model, method)
     gradients = np.empty(call.batch.shape, dtype=np.float32)
     for start, stop in batches(len(call.batch), batch_size, progress=progress,
@@ -192,7 +193,8 @@ def smoothgrad(model, images, class_index=None, *, noise_level: float = 0.15,
     seed = check_seed(seed)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     batch, classes = call.batch, call.classes.astype(np.int32)
     gradients_of = gradient_function(model, method)
     sigma = np.float32(noise_level * 255.0)

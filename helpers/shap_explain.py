@@ -48,11 +48,11 @@ import keras
 
 from .images import SAMPLES, load_image, sample_names, target_size
 from .photos import collection_photos, photo_collection
-from .labels import NUM_CLASSES, class_name
+from .labels import NUM_CLASSES
 from .models import feature_model, find_layer
 from .plot import SIGNED_CMAP, show
-from .pipeline import (cached, check_bool, check_seed, explanation_call, holder, model_batch, model_spec,
-                       positive_int, predict_logits, resolve_for_model)
+from .pipeline import (call_classes, class_label, cached, check_bool, check_seed, explanation_call, holder, model_batch, model_spec,
+                       positive_int, predict_logits)
 
 __all__ = [
     "expected_gradients",
@@ -356,6 +356,7 @@ class ShapExplanation:
     background_size: int = 0
     at_input_size: bool = True
     num_classes: int = NUM_CLASSES
+    contrasts: tuple = ()  # the (a, b) pairs of scores past the model's classes
 
     @property
     def single(self) -> bool:
@@ -372,7 +373,7 @@ class ShapExplanation:
 
     @property
     def class_names(self) -> list:
-        names = [[class_name(int(c)) if self.num_classes == NUM_CLASSES else f"class {int(c)}"
+        names = [[class_label(c, self.num_classes, self.contrasts)
                   for c in row] for row in np.atleast_2d(self.classes)]
         return names[0] if self.single else names
 
@@ -568,13 +569,15 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     if layer is not None and not isinstance(find_layer(model, layer), keras.layers.InputLayer):
         layer_name = find_layer(model, layer).name
 
+    if class_index is not None:  # a contrast is a score of the model's contrast twin
+        model, chosen = call_classes(model, class_index, batch)
     logits = predict_logits(model, batch, batch_size).astype(np.float64)
     order = np.argsort(-logits, axis=-1, kind="stable")
     if class_index is None:
         chosen_ranks = _ranks_to_explain(2 if ranks is None else ranks, num_classes)
         classes = order[:, chosen_ranks - 1]
     else:
-        classes = resolve_for_model(model, class_index, batch)[:, None]
+        classes = chosen[:, None]
     rank_of = np.argsort(order, axis=-1)
     class_ranks = np.take_along_axis(rank_of, classes, axis=-1) + 1
 
@@ -606,7 +609,8 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
         attribution_sum=out(attribution_sum, np.float64),
         standard_error=out(standard_error, np.float64), images=batch, layer=layer_name,
         layer_shape=entry.layer_shape, samples=samples, background_size=len(background),
-        at_input_size=at_input_size, num_classes=num_classes)
+        at_input_size=at_input_size, num_classes=model_spec(model).num_classes,
+        contrasts=model_spec(model).contrasts)
 
 
 # --------------------------------------------------------------------------

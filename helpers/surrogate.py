@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .environment import choose, tf
-from .labels import NUM_CLASSES, class_name
+from .labels import NUM_CLASSES
 from .masks import baseline_image
-from .pipeline import (batches, check_choice, check_number, check_seed, compiled_logits,
+from .pipeline import (class_label, batches, check_choice, check_number, check_seed, compiled_logits,
                        explanation_call, positive_int)
 
 __all__ = [
@@ -93,7 +93,8 @@ def kernel_shap(model, images, class_index=None, *, segments=None, num_segments:
     batch_size = positive_int(batch_size, "batch_size")
     import shap  # after the checks: a refused call returns at once
 
-    call = explanation_call(model, images, class_index)
+    call = explanation_call(model, images, class_index, contrasts=True)
+    model = call.model
     batch, classes = call.batch, call.classes
     labels = _segments_for(batch, segments, num_segments)
     forward = compiled_logits(model)
@@ -131,7 +132,8 @@ def kernel_shap(model, images, class_index=None, *, segments=None, num_segments:
         baseline_logits=out(np.asarray(baseline_logits)),
         attribution_sum=out(np.asarray([v.sum() for v in values])),
         samples=out(np.asarray(evaluated)), images=batch, single=call.single,
-        num_classes=call.spec.num_classes)
+        num_classes=call.spec.num_classes,
+        contrasts=call.spec.contrasts)
 
 
 def superpixels(image, num_segments: int = 50, *, method: str = "slic",
@@ -195,6 +197,7 @@ class SuperpixelExplanation:
     images: np.ndarray
     single: bool = False
     num_classes: int = NUM_CLASSES
+    contrasts: tuple = ()  # the (a, b) pairs of scores past the model's classes
 
     @property
     def gap(self):
@@ -206,7 +209,7 @@ class SuperpixelExplanation:
 
     @property
     def class_names(self):
-        names = [class_name(int(c)) if self.num_classes == NUM_CLASSES else f"class {int(c)}"
+        names = [class_label(c, self.num_classes, self.contrasts)
                  for c in np.atleast_1d(self.classes)]
         return names[0] if self.single else names
 

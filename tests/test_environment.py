@@ -153,3 +153,35 @@ def test_show_figure_rejects_what_it_cannot_show(output, fig, close, match):
 
     with pytest.raises(TypeError, match=match):
         h.show_figure(widgets.Output() if output is None else output, fig, close=close)
+
+
+def test_setup_reports_the_cpu_where_tensorflow_sees_no_gpu(monkeypatch, capsys):
+    from helpers import environment
+
+    monkeypatch.setattr(environment.tf.config, "list_physical_devices", lambda kind=None: [])
+    assert h.device_name() == "CPU"
+    info = h.setup()
+    line = capsys.readouterr().out.strip()
+    assert info["device"] == "CPU" and " on CPU; " in line and line.count("\n") == 0
+
+
+def test_setup_names_the_gpu_tensorflow_sees(monkeypatch, capsys):
+    from helpers import environment
+
+    gpus = [environment.tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"),
+            environment.tf.config.PhysicalDevice("/physical_device:GPU:1", "GPU")]
+    config = environment.tf.config
+    monkeypatch.setattr(config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(config.experimental, "get_device_details",
+                        lambda device: {"device_name": "NVIDIA H100 80GB HBM3",
+                                        "compute_capability": (9, 0)})
+    assert h.device_name() == "GPU NVIDIA H100 80GB HBM3 (+1 more)"
+    info = h.setup()
+    assert info["device"] == "GPU NVIDIA H100 80GB HBM3 (+1 more)"
+    assert " on GPU NVIDIA H100 80GB HBM3 (+1 more); " in capsys.readouterr().out
+    # A GPU whose driver gives no name is called by TensorFlow's device name.
+    monkeypatch.setattr(config, "list_physical_devices",
+                        lambda kind=None: gpus[:1] if kind == "GPU" else [])
+    monkeypatch.setattr(config.experimental, "get_device_details", lambda device: {})
+    assert h.device_name() == "GPU /physical_device:GPU:0"
