@@ -4,8 +4,7 @@ tools/lesson_plan.py measures every lesson from its notebook (words, figures, th
 time recorded in each cell's execution timestamps, exercises) and writes the per-lesson
 tables, the minute-by-minute session plans and the term overview. The guide must contain
 each of them word for word, so a lesson that changes (new text, a re-execution, a new
-exercise) fails here until the guide is updated: run ``python tools/lesson_plan.py`` and
-paste its tables. Reads the notebooks only; executes nothing.
+exercise) fails here until the guide is updated: run ``python tools/lesson_plan.py --write``. Reads the notebooks only; executes nothing.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def test_every_lesson_is_measured(lessons):
 def test_teaching_md_has_the_measured_tables(lessons, teaching):
     stale = lesson_plan.stale_tables(teaching, lessons)
     assert not stale, (f"{len(stale)} tables of TEACHING.md are out of date; run "
-                       "python tools/lesson_plan.py and paste:\n\n" + "\n\n".join(stale))
+                       "python tools/lesson_plan.py --write; the new tables:\n\n" + "\n\n".join(stale))
 
 
 def test_every_lesson_has_a_plan_section(lessons, teaching):
@@ -100,3 +99,15 @@ def test_a_changed_lesson_is_caught(notebooks, lessons, teaching):
         stale = lesson_plan.stale_tables(teaching, altered)
         assert stale, "a changed lesson went unnoticed"
         assert lesson_plan.lesson_table(altered[index]) in stale
+
+
+def test_write_replaces_the_tables_in_place(notebooks, teaching):
+    changed = copy.deepcopy(notebooks)
+    name = next(n for n in changed if n.startswith("05"))
+    first = next(c for c in changed[name].cells if c.cell_type == "markdown")
+    first.source += "\n\nOne more sentence of five words."
+    lessons = [lesson_plan.measure(nb, n) for n, nb in changed.items()]
+    assert lesson_plan.stale_tables(teaching, lessons)
+    rewritten = lesson_plan.rewrite(teaching, lessons)
+    assert not lesson_plan.stale_tables(rewritten, lessons)
+    assert len(rewritten.splitlines()) == len(teaching.splitlines())   # the prose is kept

@@ -334,13 +334,66 @@ def stale_tables(teaching: str, lessons: list[Lesson]) -> list[str]:
     return [table for table in tables(lessons) if table not in teaching]
 
 
+def _table_blocks(lines: list[str]) -> list[tuple[int, int]]:
+    """(start, end) line ranges of the Markdown tables (runs of lines starting with "|")."""
+    blocks, start = [], None
+    for index, line in enumerate(lines + [""]):
+        if line.startswith("|") and start is None:
+            start = index
+        elif not line.startswith("|") and start is not None:
+            blocks.append((start, index))
+            start = None
+    return blocks
+
+
+def _section_range(lines: list[str], heading: str) -> tuple[int, int]:
+    """Lines of the ``### ...`` section whose heading starts with ``heading``."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("### ", "## "))),
+               len(lines))
+    return start, end
+
+
+def rewrite(teaching: str, lessons: list[Lesson]) -> str:
+    """The guide with every measured table replaced by its regenerated version.
+
+    Tables are replaced in place, in order, within their section (a lesson's ``### NN · ``
+    section, the overview's ``### The term at a glance``); the prose around them is kept.
+    A lesson whose number of tables changed (a plan that now needs another session) cannot
+    be rewritten in place: ValueError says which, to edit by hand.
+    """
+    lines = teaching.split("\n")
+    sections = [(f"### {lesson.number} · ", [lesson_table(lesson), session_plan(lesson)])
+                for lesson in lessons] + [("### The term at a glance", [overview_table(lessons)])]
+    for heading, generated in sections:
+        new_blocks = [block for text in generated for block in
+                      [text.split("\n")[a:b] for a, b in _table_blocks(text.split("\n"))]]
+        start, end = _section_range(lines, heading)
+        old_blocks = _table_blocks(lines[start:end])
+        if len(old_blocks) != len(new_blocks):
+            raise ValueError(f"{TEACHING.name}, section {heading.strip()!r}: "
+                             f"{len(old_blocks)} tables, the plan now has {len(new_blocks)}; "
+                             "edit this section by hand")
+        for (a, b), block in reversed(list(zip(old_blocks, new_blocks))):
+            lines[start + a:start + b] = block
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lessons", nargs="*", help="two-digit lesson numbers (default: all)")
     parser.add_argument("--check", action="store_true",
                         help=f"compare with {TEACHING.name} instead of printing")
+    parser.add_argument("--write", action="store_true",
+                        help=f"replace the measured tables of {TEACHING.name} in place")
     args = parser.parse_args(argv)
     lessons = measure_all(args.lessons)
+    if args.write:
+        if args.lessons:
+            parser.error("--write measures every lesson: give no lesson numbers")
+        TEACHING.write_text(rewrite(TEACHING.read_text(encoding="utf-8"), lessons),
+                            encoding="utf-8")
+        return 0
     if args.check:
         stale = stale_tables(TEACHING.read_text(encoding="utf-8"), lessons)
         for table in stale:
