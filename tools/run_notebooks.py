@@ -93,6 +93,11 @@ def execute(path: Path, *, fast: bool, timeout: int, write_to: Path) -> float:
         cell = notebook.cells[solution.cell]
         cell.source = cell.source.replace(solution.raw, with_output(solution.raw, text), 1)
     notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        # The hosted-notebook setup cell is no part of the lesson's time (tools/lesson_plan.py):
+        # it stays without timestamps, as tools/setup_cell.py writes it.
+        if cell.get("id") == "course-setup":
+            cell.metadata.pop("execution", None)
     nbformat.write(notebook, write_to)
     return elapsed
 
