@@ -28,19 +28,23 @@ because they draw curves and tables, not heatmaps.
 
 from __future__ import annotations
 
+import html
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
 
 from .environment import choose, panel_layout, tf
+from .architecture import layer_table, model_report, output_shape_of
+from .cam import CAM_METHODS, cam_layer, gradcam
 from .labels import class_name
 from .masks import baseline_image
+from .models import find_layer
 from .plot import UNSIGNED_CMAP, show
 from .pipeline import (batches, check_bool, check_choice, check_number, check_seed, class_label,
-                       compiled_logits, explanation_call, model_spec, positive_int)
+                       compiled_logits, explanation_call, model_spec, positive_int, progress_bar)
 
 __all__ = [
     "deletion_curve",
@@ -50,6 +54,8 @@ __all__ = [
     "mufidelity",
     "ScoreTable",
     "compare_maps",
+    "LayerChoice",
+    "layer_choice",
     "rank_correlation",
     "randomization_stages",
     "cascading_randomization",
@@ -59,6 +65,7 @@ __all__ = [
     "human_agreement",
     "show_curves",
     "show_cascade",
+    "show_layer_choice",
 ]
 
 DELETION_BASELINE = "black"
@@ -678,7 +685,9 @@ class ScoreTable:
     """Rows of scores, one per method; prints as text, shows as an HTML table.
 
     ``columns`` names the score columns; ``rows`` holds (name, scores) pairs;
-    ``better`` says, per column, whether "higher" or "lower" is better.
+    ``better`` says, per column, whether "higher" or "lower" is better;
+    ``label`` heads the names' column. Scores print with three decimals,
+    whole numbers (a rank) and text as they are.
     """
 
     columns: list[str]
@@ -686,6 +695,7 @@ class ScoreTable:
     better: dict[str, str] = field(default_factory=dict)
     title: str = ""
     curves: dict = field(default_factory=dict, repr=False)
+    label: str = "method"
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.columns:
@@ -698,35 +708,51 @@ class ScoreTable:
         values = self.column(name)
         order = np.argsort(values if self.better.get(name) == "lower" else -values,
                            kind="stable")
-        return ScoreTable(self.columns, [self.rows[i] for i in order], self.better, self.title,
-                          self.curves)
+        return replace(self, rows=[self.rows[i] for i in order])
 
     def _header(self) -> list[str]:
         arrows = {"higher": " ↑", "lower": " ↓"}
         return [column + arrows.get(self.better.get(column, ""), "") for column in self.columns]
 
+    @staticmethod
+    def _cell(value) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return str(int(value))
+        return f"{value:.3f}"
+
     def __str__(self) -> str:
-        width = max([6] + [len(name) for name, _ in self.rows])
+        width = max([6, len(self.label)] + [len(name) for name, _ in self.rows])
         header = self._header()
         lines = [self.title] if self.title else []
-        lines.append(f"{'method':<{width}}  " + "  ".join(f"{h:>12}" for h in header))
+        lines.append(f"{self.label:<{width}}  " + "  ".join(f"{h:>12}" for h in header))
         for name, values in self.rows:
-            lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>12.3f}" for v in values))
+            lines.append(f"{name:<{width}}  "
+                         + "  ".join(f"{self._cell(v):>12}" for v in values))
         return "\n".join(lines)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        caption = f"<caption>{self.title}</caption>" if self.title else ""
-        head = "".join(f"<th>{h}</th>" for h in ["method"] + self._header())
+        caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in [self.label] + self._header())
         body = "".join(
-            "<tr><td style='text-align:left'>" + name + "</td>"
-            + "".join(f"<td>{v:.3f}</td>" for v in values) + "</tr>"
+            "<tr><td style='text-align:left'>" + html.escape(name) + "</td>"
+            + "".join(f"<td>{html.escape(self._cell(v))}</td>" for v in values) + "</tr>"
             for name, values in self.rows)
         return f"<table>{caption}<tr>{head}</tr>{body}</table>"
 
 
 MEASURES = ("deletion", "insertion", "road", "mufidelity")
+
+
+def _class_title(spec, index: int) -> str:
+    """'class 281 (tabby)', 'class 3', or a contrast's 'tabby - tiger_cat'."""
+    if spec.contrasts:
+        return class_label(index, spec.num_classes, spec.contrasts)
+    return f"class {index} ({class_name(index)})" if spec.num_classes == 1000 \
+        else f"class {index}"
 
 
 def _one_of(curve, i: int, class_index: int):
@@ -858,14 +884,298 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
             agreement = human_agreement(stacked[i], human, k=k)
             values += [agreement["iou"], float(agreement["pointing"]), agreement["spearman"]]
         rows.append((name, values))
-    if call.spec.contrasts:
-        title = class_label(classes[0], call.spec.num_classes, call.spec.contrasts)
-    else:
-        title = f"class {int(classes[0])} ({class_name(int(classes[0]))})" \
-            if call.spec.num_classes == 1000 else f"class {int(classes[0])}"
+    title = _class_title(call.spec, int(classes[0]))
     if relative:
         title += ", AUC relative to the photo's probability"
     return ScoreTable(columns, rows, better, title, curves)
+
+
+# --------------------------------------------------------------------------
+# Which layer to explain: Grad-CAM at each candidate layer, scored by faithfulness
+# --------------------------------------------------------------------------
+
+LAYER_MEASURES = ("deletion", "insertion")
+DEFAULT_LAYER_COUNT = 5  # candidate layers by default: the deepest map sizes
+MAX_CHOICE_LAYERS = 16  # layers of one layer_choice call
+MAX_CHOICE_IMAGES = 32  # images of one layer_choice call
+MAX_CHOICE_PIXELS = 2 ** 25  # layers x images x H x W: the maps kept for the figure
+_POOLING_TYPES = ("MaxPooling2D", "AveragePooling2D")  # they only subsample the layer before
+
+
+def _default_layers(model) -> list[str]:
+    """One layer per map size, the deepest ``DEFAULT_LAYER_COUNT`` sizes.
+
+    From the spatial layers :func:`helpers.model_report` lists (pooling layers
+    skipped: they subsample the layer before), per map size the last layer
+    that ends a block group of :func:`helpers.layer_table` (EfficientNet's
+    "block2b_add", ResNet's "conv4_block6_out", VGG's "block3_conv3"), or the
+    last layer of that size where no group ends at it; Grad-CAM's default
+    layer comes last.
+    """
+    spatial = [(row["layer"], tuple(row["output (H, W, C)"][:2]))
+               for row in model_report(model).layers if row["type"] not in _POOLING_TYPES]
+    group_of = {row["name"]: row["group"] for row in layer_table(model)}
+    ends = set({group_of.get(name): name for name, _ in spatial}.values())  # the last one wins
+    sizes_with_end = {size for name, size in spatial if name in ends}
+    last_of_size: dict[tuple, str] = {}
+    for name, size in spatial:
+        if name in ends or size not in sizes_with_end:
+            last_of_size[size] = name
+    chosen = set(last_of_size.values())
+    return [name for name, _ in spatial if name in chosen][-DEFAULT_LAYER_COUNT:]
+
+
+def _image_count(images) -> int:
+    """How many images ``images`` holds, read before any of them is loaded."""
+    if isinstance(images, (list, tuple)):
+        return len(images)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return len(images)
+    return 1
+
+
+def _check_layer_list(layers):
+    """``layers`` as given: None, or a list or tuple of 1..MAX_CHOICE_LAYERS layers."""
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        raise TypeError(f"layers must be None or a list or tuple of layer names, not a str "
+                        f"({layers!r}); one layer: layers=[{layers!r}]")
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be None or a list or tuple of layer names, not "
+                        f"{type(layers).__name__}")
+    if not layers:
+        raise ValueError("layers is empty: give at least one layer name (None: the default "
+                         "candidates)")
+    _at_most(len(layers), "layers", MAX_CHOICE_LAYERS, "layers explained and scored in one call")
+    return layers
+
+
+def _choice_layers(model, layers) -> list[str]:
+    if layers is None:
+        return _default_layers(model)
+    names = [cam_layer(model, layer) for layer in layers]  # each a spatial layer, or a ValueError
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"layers lists {', '.join(map(repr, repeated))} more than once")
+    return names
+
+
+def _choice_method(method):
+    """(label, explain(model, batch, classes, layer, batch_size) -> maps) of ``method``."""
+    if isinstance(method, str) or method is None:
+        check_choice(method, "method", CAM_METHODS)
+        return method, lambda model, batch, classes, layer, batch_size: gradcam(
+            model, batch, classes, layer=layer, method=method, batch_size=batch_size,
+            progress=False)
+    if not callable(method):
+        raise TypeError(f"method must be one of {', '.join(map(repr, CAM_METHODS))} or a "
+                        f"function (model, images, class_index, layer) -> maps, not "
+                        f"{type(method).__name__}")
+    label = getattr(method, "__name__", type(method).__name__)
+
+    def explain(model, batch, classes, layer, batch_size):
+        def at_layer(model_, images_, class_index_):
+            return method(model_, images_, class_index_, layer)
+
+        at_layer.__name__ = label
+        return _explain_batch(at_layer, model, batch, classes)
+
+    return label, explain
+
+
+@dataclass
+class LayerChoice(ScoreTable):
+    """Faithfulness of one explanation method at several layers (:func:`layer_choice`).
+
+    A :class:`ScoreTable` with a row per layer (shallow to deep): the map
+    size, the mean and standard deviation over the images of each measure
+    (AUCs, relative to each image's class probability unless
+    ``relative=False``), and the rank by ``rule``. Also:
+
+    * ``recommended``: the best layer by ``rule``;
+    * ``layers`` (L,), ``map_sizes`` [(h, w)], ``scores`` {measure: (L, N)} per
+      layer and image ("ins - del" too when both AUCs are there),
+      ``probabilities`` (N,) of the unchanged images;
+    * ``maps`` (L, N, H, W) float32, ``images`` (N, H, W, C), ``classes`` (N,);
+    * ``curves[layer][measure]``: the (batched) :class:`PerturbationCurve`;
+    * ``plot()``: :func:`show_layer_choice`.
+    """
+
+    layers: list[str] = field(default_factory=list)
+    map_sizes: list[tuple[int, int]] = field(default_factory=list)
+    scores: dict = field(default_factory=dict, repr=False)
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    maps: np.ndarray | None = field(default=None, repr=False)
+    images: np.ndarray | None = field(default=None, repr=False)
+    classes: np.ndarray | None = field(default=None, repr=False)
+    method: str = "gradcam"
+    relative: bool = True
+    recommended: str = ""
+    rule: str = ""
+
+    def plot(self, **options):
+        """The figure of :func:`show_layer_choice`."""
+        return show_layer_choice(self, **options)
+
+    __repr__ = ScoreTable.__str__
+
+
+def _check_map_pixels(layers: int, images: int, height: int, width: int):
+    if layers * images * height * width > MAX_CHOICE_PIXELS:
+        raise ValueError(
+            f"layers x images x height x width must be at most {MAX_CHOICE_PIXELS:,} map "
+            f"pixels (the maps are kept), got {layers} x {images} x {height} x {width}; "
+            "give fewer layers or images")
+
+
+def _choice_rule(measures) -> tuple[str, str, str]:
+    """(column ranked, its direction, the rule in words)."""
+    if "deletion" in measures and "insertion" in measures:
+        return "ins - del", "higher", "highest mean insertion - deletion AUC"
+    if "deletion" in measures:
+        return "deletion", "lower", "lowest mean deletion AUC"
+    return "insertion", "higher", "highest mean insertion AUC"
+
+
+def _choice_classes_title(spec, classes) -> str:
+    distinct = list(dict.fromkeys(int(c) for c in classes))
+    if len(distinct) == 1:
+        return _class_title(spec, distinct[0])
+    shown = ", ".join(_class_title(spec, c) for c in distinct[:3])
+    return f"each image's class ({shown}{', ...' if len(distinct) > 3 else ''})"
+
+
+def layer_choice(model, images, class_index=None, *, layers=None, method="gradcam",
+                 measures=LAYER_MEASURES, steps: int | None = None, relative: bool = True,
+                 deletion_baseline=DELETION_BASELINE, insertion_baseline=INSERTION_BASELINE,
+                 batch_size: int = 32, progress: bool = True) -> LayerChoice:
+    """Which layer to explain: one method's maps at several layers, scored by faithfulness.
+
+    Each image is explained at each candidate layer (all images of a layer
+    in one call) and each map scored by lesson 09's curves (Petsiuk et al.
+    2018): the deletion AUC (:func:`deletion_curve`, lower is better) and the
+    insertion AUC (:func:`insertion_curve`, higher is better), divided by the
+    image's probability of the class (``relative=True``, as
+    ``compare_maps(..., relative=True)``) so that photos of different
+    confidence can be averaged. The table has, per layer (shallow to deep),
+    the map size, the mean and standard deviation (over the images; 0 for
+    one) of each AUC and of insertion - deletion, and a rank. The
+    recommended layer is the best by the stated rule:
+
+        score(layer) = mean over images of (ins_i / p_i - del_i / p_i),
+
+    the highest wins (with one measure: the lowest mean deletion, or the
+    highest mean insertion).
+
+    ``layers``: a list of spatial layer names (nested models' too); None =
+    the last layer of each map size in :func:`helpers.model_report`'s list,
+    pooling layers skipped, at most the deepest ``DEFAULT_LAYER_COUNT`` = 5
+    sizes (EfficientNet-Lite0: block1a_project_bn 112 x 112, block2b_add 56,
+    block3b_add 28, block5c_add 14, top_activation 7), the last one being
+    Grad-CAM's default. ``method``: one of :data:`helpers.CAM_METHODS`
+    (:func:`helpers.gradcam`'s ``method``; "layercam" stays sharp at shallow
+    layers), or a function ``(model, images, class_index, layer) -> maps``
+    ((N, H, W) at the input size). ``class_index``: None (each image's
+    predicted class), a class or contrast, or one per image. ``measures``:
+    "deletion", "insertion" or both; ``steps`` (default 25, 8 in fast mode),
+    the baselines and ``batch_size`` as in :func:`compare_maps`.
+
+    At most ``MAX_CHOICE_LAYERS`` = 16 layers and ``MAX_CHOICE_IMAGES`` = 32
+    images, and layers x images x H x W at most 2^25 map pixels (the maps are
+    kept for the figure): checked before any work. Returns a
+    :class:`LayerChoice` (prints as text, a table in a notebook; ``.plot()``).
+    """
+    if isinstance(measures, str) or not isinstance(measures, (list, tuple)):
+        raise TypeError(f"measures must be a non-empty list or tuple of "
+                        f"{', '.join(map(repr, LAYER_MEASURES))}; got {measures!r}")
+    if not measures:
+        raise ValueError(f"measures must be a non-empty list or tuple of "
+                         f"{', '.join(map(repr, LAYER_MEASURES))}; got {measures!r}")
+    for measure in measures:
+        check_choice(measure, "measures", LAYER_MEASURES)
+    measures = [measure for measure in LAYER_MEASURES if measure in measures]
+    steps = _at_most(positive_int(choose(25, 8) if steps is None else steps, "steps"),
+                     "steps", MAX_CURVE_STEPS, "removal steps of each curve")
+    relative = check_bool(relative, "relative")
+    batch_size = positive_int(batch_size, "batch_size")
+    check_bool(progress, "progress")
+    label, explain = _choice_method(method)
+    layers = _check_layer_list(layers)
+    spec = model_spec(model)  # the model and its head, checked before the layers are read
+    names = _choice_layers(model, layers)
+    count = _at_most(_image_count(images), "images", MAX_CHOICE_IMAGES,
+                     "images explained at every layer in one call")
+    height, width = spec.size
+    _check_map_pixels(len(names), count, height, width)
+
+    call = explanation_call(model, images, class_index, contrasts=True)
+    explained, batch, classes = call.model, call.batch, call.classes
+    count = _at_most(len(batch), "images", MAX_CHOICE_IMAGES,
+                     "images explained at every layer in one call")
+    _check_map_pixels(len(names), count, height, width)
+    probabilities = _class_probabilities(explained, batch, classes)
+    if relative and not np.all(probabilities > 0):
+        raise ValueError(
+            f"relative AUCs divide by the class probability of each image, which is "
+            f"{np.array2string(probabilities, precision=3)}; for a contrast the model does "
+            "not favour, or a class of probability 0, use relative=False")
+    divisor = probabilities if relative else np.ones(count)
+
+    maps = np.empty((len(names), count, height, width), dtype=np.float32)
+    aucs = {measure: np.empty((len(names), count)) for measure in measures}
+    curve_functions = {"deletion": (deletion_curve, deletion_baseline),
+                       "insertion": (insertion_curve, insertion_baseline)}
+    curves = {}
+    with progress_bar(len(names) * (1 + len(measures)), progress, "layer choice",
+                      unit="step") as bar:
+        for i, name in enumerate(names):
+            maps[i] = explain(explained, batch, classes, name, batch_size)
+            bar.update(1)
+            curves[name] = {}
+            for measure in measures:
+                function, baseline = curve_functions[measure]
+                curve = function(explained, batch, maps[i], classes, steps=steps,
+                                 baseline=baseline, batch_size=batch_size, progress=False)
+                curves[name][measure] = curve
+                aucs[measure][i] = curve.auc / divisor
+                bar.update(1)
+    if len(measures) == 2:
+        aucs["ins - del"] = aucs["insertion"] - aucs["deletion"]
+
+    ranked, direction, rule = _choice_rule(measures)
+    means = aucs[ranked].mean(axis=1)
+    order = np.argsort(means if direction == "lower" else -means, kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(1, len(names) + 1)
+    recommended = names[int(order[0])]
+
+    map_sizes = [_map_size(explained, name) for name in names]
+    columns, better = ["map"], {}
+    for measure in list(aucs):
+        columns += [measure, f"{measure} sd"]
+        better[measure] = "lower" if measure == "deletion" else "higher"
+    columns.append("rank")
+    better["rank"] = "lower"
+    rows = []
+    for i, name in enumerate(names):
+        values = [f"{map_sizes[i][0]} x {map_sizes[i][1]}"]
+        for measure in aucs:
+            values += [float(aucs[measure][i].mean()), float(aucs[measure][i].std())]
+        rows.append((name, values + [int(rank[i])]))
+    title = (f"{label} at {len(names)} layers, {count} image{'s' if count != 1 else ''}, "
+             f"{_choice_classes_title(call.spec, classes)}; "
+             + ("AUC relative to each image's probability; " if relative else "")
+             + f"recommended: {recommended} ({rule})")
+    return LayerChoice(columns, rows, better, title, curves, "layer", layers=names,
+                       map_sizes=map_sizes, scores=aucs, probabilities=probabilities,
+                       maps=maps, images=batch, classes=classes, method=label,
+                       relative=relative, recommended=recommended, rule=rule)
+
+
+def _map_size(model, name: str) -> tuple[int, int]:
+    shape = output_shape_of(find_layer(model, name))
+    return int(shape[0]), int(shape[1])
 
 
 # --------------------------------------------------------------------------
@@ -1283,4 +1593,74 @@ def show_cascade(checks, image=None, *, max_columns: int = 7, size: float = 1.9,
     curve_ax.grid(alpha=0.3)
     curve_ax.legend(fontsize="small")
     fig.suptitle("Cascading model randomisation (Adebayo et al. 2018)")
+    return fig
+
+
+def show_layer_choice(choice, *, image: int = 0, maps: bool = True, size: float = 2.2,
+                      cmap: str | None = None):
+    """The figure of a :func:`layer_choice`: which layer's maps are the most faithful.
+
+    Top, one panel per column ranked (deletion, insertion, insertion -
+    deletion): each layer's mean AUC (a bar, shallow to deep, labelled with
+    its map size) with its standard deviation over the images (error bar)
+    and each image as a dot; the recommended layer is drawn in a darker
+    colour and named in the title. Below (``maps=True``) the maps of image
+    number ``image`` at every layer, over the photo, each scaled to its own
+    maximum, in ``cmap`` (default :data:`helpers.UNSIGNED_CMAP`); panels of
+    ``size`` inches. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(choice, LayerChoice):
+        raise TypeError(f"choice must be the LayerChoice that h.layer_choice returns, not "
+                        f"{type(choice).__name__}")
+    check_bool(maps, "maps")
+    check_number(size, "size", minimum=0, inclusive=(False, True),
+                 accepted="a positive size in inches")
+    count = len(choice.classes)
+    if isinstance(image, (bool, np.bool_)) or not isinstance(image, (int, np.integer)):
+        raise TypeError(f"image must be the index of one of the {count} images, not "
+                        f"{type(image).__name__} ({image!r})")
+    if not 0 <= image < count:
+        raise ValueError(f"image must be the index of one of the {count} images (0..{count - 1}),"
+                         f" got {image}")
+    cmap = cmap or UNSIGNED_CMAP
+    panels = list(choice.scores)
+    layer_count = len(choice.layers)
+    _, map_columns, size = panel_layout(layer_count, layer_count, size)
+    map_rows = -(-layer_count // map_columns) if maps else 0
+    width = max(size * map_columns, 3.6 * len(panels))
+    fig = plt.figure(figsize=(width, 3.4 + map_rows * (size + 0.3)), layout="constrained")
+    top, bottom = (fig.subfigures(2, 1, height_ratios=[3.4, map_rows * (size + 0.3)])
+                   if maps else (fig, None))
+    axes = np.atleast_1d(top.subplots(1, len(panels)))
+    positions = np.arange(layer_count)
+    best = choice.layers.index(choice.recommended)
+    labels = [f"{name}\n{h} x {w}" for name, (h, w) in zip(choice.layers, choice.map_sizes)]
+    offsets = (np.linspace(-0.2, 0.2, count) if count > 1 else np.zeros(1))
+    for ax, measure in zip(axes, panels):
+        values = choice.scores[measure]
+        colours = ["#1f77b4" if i != best else "#08306b" for i in positions]
+        ax.bar(positions, values.mean(axis=1), yerr=values.std(axis=1), color=colours,
+               alpha=0.55, capsize=3, error_kw={"elinewidth": 1})
+        for i in positions:
+            ax.plot(i + offsets, values[i], "o", color="black", markersize=3, alpha=0.7)
+        direction = "lower" if measure == "deletion" else "higher"
+        ax.set_title(f"{measure} ({direction} is better)", fontsize="medium")
+        ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize="small")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("AUC / the photo's probability" if choice.relative else "AUC")
+    top.suptitle(f"{choice.method} per layer, {count} image{'s' if count != 1 else ''}: "
+                 f"recommended {choice.recommended} ({choice.rule})", fontsize="medium")
+    if maps:
+        map_axes = np.atleast_1d(bottom.subplots(map_rows, map_columns)).ravel()
+        for i, ax in enumerate(map_axes):
+            if i >= layer_count:
+                ax.axis("off")
+                continue
+            show(choice.images[image], choice.maps[i, image], ax=ax, colorbar=False,
+                 cmap=cmap, alpha=0.6)
+            ax.set_title(choice.layers[i] + (" (recommended)" if i == best else ""),
+                         fontsize="small", fontweight="bold" if i == best else "normal")
     return fig
