@@ -1600,11 +1600,11 @@ def show_layer_choice(choice, *, image: int = 0, maps: bool = True, size: float 
                       cmap: str | None = None):
     """The figure of a :func:`layer_choice`: which layer's maps are the most faithful.
 
-    Top, one panel per column ranked (deletion, insertion, insertion -
-    deletion): each layer's mean AUC (a bar, shallow to deep, labelled with
-    its map size) with its standard deviation over the images (error bar)
-    and each image as a dot; the recommended layer is drawn in a darker
-    colour and named in the title. Below (``maps=True``) the maps of image
+    Top, one panel per measure (deletion, insertion, insertion - deletion):
+    each layer's mean AUC (a horizontal bar, shallow layers on top, labelled
+    with its map size) with its standard deviation over the images (error
+    bar) and each image as a dot; the recommended layer is drawn darker, in
+    bold and named in the title. Below (``maps=True``) the maps of image
     number ``image`` at every layer, over the photo, each scaled to its own
     maximum, in ``cmap`` (default :data:`helpers.UNSIGNED_CMAP`); panels of
     ``size`` inches. Returns the figure.
@@ -1629,28 +1629,34 @@ def show_layer_choice(choice, *, image: int = 0, maps: bool = True, size: float 
     layer_count = len(choice.layers)
     _, map_columns, size = panel_layout(layer_count, layer_count, size)
     map_rows = -(-layer_count // map_columns) if maps else 0
-    width = max(size * map_columns, 3.6 * len(panels))
-    fig = plt.figure(figsize=(width, 3.4 + map_rows * (size + 0.3)), layout="constrained")
-    top, bottom = (fig.subfigures(2, 1, height_ratios=[3.4, map_rows * (size + 0.3)])
+    chart_height = 1.2 + 0.45 * layer_count
+    width = max(size * map_columns, 1.6 + 3.2 * len(panels))
+    fig = plt.figure(figsize=(width, chart_height + map_rows * (size + 0.3)),
+                     layout="constrained")
+    top, bottom = (fig.subfigures(2, 1, height_ratios=[chart_height, map_rows * (size + 0.3)])
                    if maps else (fig, None))
-    axes = np.atleast_1d(top.subplots(1, len(panels)))
+    axes = np.atleast_1d(top.subplots(1, len(panels), sharey=True))
     positions = np.arange(layer_count)
     best = choice.layers.index(choice.recommended)
-    labels = [f"{name}\n{h} x {w}" for name, (h, w) in zip(choice.layers, choice.map_sizes)]
+    labels = [f"{name} ({h} x {w})" for name, (h, w) in zip(choice.layers, choice.map_sizes)]
     offsets = (np.linspace(-0.2, 0.2, count) if count > 1 else np.zeros(1))
     for ax, measure in zip(axes, panels):
         values = choice.scores[measure]
         colours = ["#1f77b4" if i != best else "#08306b" for i in positions]
-        ax.bar(positions, values.mean(axis=1), yerr=values.std(axis=1), color=colours,
-               alpha=0.55, capsize=3, error_kw={"elinewidth": 1})
+        ax.barh(positions, values.mean(axis=1), xerr=values.std(axis=1), color=colours,
+                alpha=0.55, capsize=3, error_kw={"elinewidth": 1})
         for i in positions:
-            ax.plot(i + offsets, values[i], "o", color="black", markersize=3, alpha=0.7)
+            ax.plot(values[i], i + offsets, "o", color="black", markersize=3, alpha=0.7)
         direction = "lower" if measure == "deletion" else "higher"
         ax.set_title(f"{measure} ({direction} is better)", fontsize="medium")
-        ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize="small")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("AUC / the photo's probability" if choice.relative else "AUC")
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("AUC / the photo's probability" if choice.relative else "AUC",
+                      fontsize="small")
+    axes[0].set_yticks(positions, labels, fontsize="small")
+    axes[0].invert_yaxis()  # shallow layers on top, as in the table
+    for i, tick in enumerate(axes[0].get_yticklabels()):
+        tick.set_fontweight("bold" if i == best else "normal")
     top.suptitle(f"{choice.method} per layer, {count} image{'s' if count != 1 else ''}: "
                  f"recommended {choice.recommended} ({choice.rule})", fontsize="medium")
     if maps:
