@@ -58,6 +58,16 @@ CALLS = {  # name -> (call(model, value), the message's start)
         lambda m, v: h.compare_maps(m, IMAGE, {"a": HEAT}, 0, samples=v,
                                     measures=("deletion", "mufidelity"), progress=False),
         "samples must be at most 10,000"),
+    "layer_choice steps": (
+        lambda m, v: h.layer_choice(m, IMAGE, 0, steps=v, progress=False),
+        "steps must be at most 10,000"),
+    "layer_choice layers": (
+        lambda m, v: h.layer_choice(m, IMAGE, 0, layers=["conv1"] * min(v, 10 ** 6),
+                                    progress=False),
+        "layers must be at most 16"),
+    "layer_choice images": (
+        lambda m, v: h.layer_choice(m, [IMAGE] * min(v, 10 ** 6), 0, progress=False),
+        "images must be at most 32"),
     "kernel_shap samples": (lambda m, v: h.kernel_shap(m, IMAGE, 0, samples=v, progress=False),
                             "samples must be at most 20,000"),
     "kernel_shap num_segments": (
@@ -161,6 +171,10 @@ MESSAGES = {  # name -> (call(model), error, match)
     "compare_maps measures=()": (
         lambda m: h.compare_maps(m, IMAGE, {"a": HEAT}, 0, measures=()), ValueError,
         "measures must be a non-empty list"),
+    "layer_choice layers=[]": (lambda m: h.layer_choice(m, IMAGE, 0, layers=[]), ValueError,
+                               "layers is empty"),
+    "layer_choice layers='conv1'": (lambda m: h.layer_choice(m, IMAGE, 0, layers="conv1"),
+                                    TypeError, "layers must be None or a list"),
     "compare_with_class maps={}": (lambda m: h.compare_with_class({}, _answers()), ValueError,
                                    "maps is empty"),
     "compare_with_class maps=[]": (lambda m: h.compare_with_class([], _answers()), TypeError,
