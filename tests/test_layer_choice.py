@@ -130,6 +130,18 @@ def test_another_method_by_name_or_function(located, squares):
                        method=lambda m, x, c, layer: np.zeros((4, 4)), progress=False)
 
 
+def test_a_contrast_is_scored_by_its_probability_difference(located, squares):
+    choice = h.layer_choice(located, squares[:2], h.contrast(0, 1), layers=["mid", "deep"],
+                            steps=4, progress=False)
+    probabilities = softmax(np.asarray(located(squares[:2])))
+    np.testing.assert_allclose(choice.probabilities, probabilities[:, 0] - probabilities[:, 1],
+                               rtol=1e-5)
+    assert choice.recommended == "mid" and "class 0 - class 1" in choice.title
+    with pytest.raises(ValueError, match="use relative=False"):  # p_1 - p_0 < 0
+        h.layer_choice(located, squares[:1], h.contrast(1, 0), layers=["mid"], steps=2,
+                       progress=False)
+
+
 def test_text_html_and_figure(located, squares):
     import matplotlib.pyplot as plt
 
