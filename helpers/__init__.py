@@ -30,6 +30,7 @@ from .noise import *  # noqa: F401,F403
 from .shap_explain import *  # noqa: F401,F403
 from .integrated_gradients import *  # noqa: F401,F403
 from .surrogate import *  # noqa: F401,F403
+from .concepts import *  # noqa: F401,F403  (also h.concepts.cav, .tcav_score, ...)
 from .exercises import *  # noqa: F401,F403
 from .widgets import *  # noqa: F401,F403
 
