@@ -837,7 +837,8 @@ class TcavResult:
                  "yes" if row.significant else "no") for row in self.rows]
         title = (f"TCAV of {self.class_label!r} on {self.images} images: {self.random_sets} "
                  f"random counterparts; two-sided t-test against random-vs-random CAVs, "
-                 f"{self.correction} correction over {len(self.rows)} tests, alpha "
+                 f"{self.correction} correction over {len(self.rows)} "
+                 f"test{'s' if len(self.rows) != 1 else ''}, alpha "
                  f"{self.alpha:g}")
         return Table(["concept", "layer", "TCAV", "± sd", "random", "± sd (random)",
                       "CAV accuracy", "p", "corrected p", "significant"], rows, title=title)
