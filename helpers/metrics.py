@@ -1069,9 +1069,10 @@ def layer_choice(model, images, class_index=None, *, layers=None, method="gradca
     highest mean insertion).
 
     ``layers``: a list of spatial layer names (nested models' too); None =
-    the last layer of each map size in :func:`helpers.model_report`'s list,
-    pooling layers skipped, at most the deepest ``DEFAULT_LAYER_COUNT`` = 5
-    sizes (EfficientNet-Lite0: block1a_project_bn 112 x 112, block2b_add 56,
+    one layer per map size of :func:`helpers.model_report`'s list (pooling
+    layers skipped): the last that ends a block group of
+    :func:`helpers.layer_table`, else the last of that size, for the deepest
+    ``DEFAULT_LAYER_COUNT`` = 5 sizes (EfficientNet-Lite0: block1a_project_bn 112 x 112, block2b_add 56,
     block3b_add 28, block5c_add 14, top_activation 7), the last one being
     Grad-CAM's default. ``method``: one of :data:`helpers.CAM_METHODS`
     (:func:`helpers.gradcam`'s ``method``; "layercam" stays sharp at shallow
