@@ -252,6 +252,26 @@ def test_a_single_cav_and_mean_pooling(stripes, class_images):
     assert values.shape == (20, 5) and values.min() >= 0
 
 
+def test_the_cav_is_the_normal_of_scikit_learns_fit_in_the_full_space():
+    """fit_cav solves in the span of the training rows; the direct fit gives the same w."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(0)
+    concept = np.maximum(rng.normal(0.3, 1, (15, 3000)), 0)
+    other = np.maximum(rng.normal(0.0, 1, (15, 3000)), 0)
+    vector, accuracy = C.fit_cav(concept, other, seed=4)
+    values = np.concatenate([concept, other])
+    labels = np.r_[np.ones(15), np.zeros(15)]
+    train, test, train_y, test_y = train_test_split(values, labels, test_size=0.33,
+                                                    stratify=labels, random_state=4)
+    scale = np.sqrt(np.mean(train ** 2))
+    direct = LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000).fit(train / scale, train_y)
+    normal = direct.coef_[0] / np.linalg.norm(direct.coef_[0])
+    assert normal @ vector > 0.99999
+    assert accuracy == direct.score(test / scale, test_y)
+
+
 def test_the_corrections():
     p = np.array([0.01, 0.04, 0.03, 0.5])
     np.testing.assert_allclose(C.adjust_p_values(p, "bonferroni"), [0.04, 0.16, 0.12, 1.0])

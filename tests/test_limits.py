@@ -106,6 +106,17 @@ CALLS = {  # name -> (call(model, value), the message's start)
                            "count x height x width must be at most 33,554,432"),
     "random_sign_noise count": (lambda m, v: h.random_sign_noise(32, count=v),
                                 "count x height x width must be at most 33,554,432"),
+    "texture_images count": (lambda m, v: h.texture_images("dots", 224, count=v),
+                             "count x height x width must be at most 33,554,432"),
+    "random_images count": (lambda m, v: h.random_images(224, count=v),
+                            "count x height x width must be at most 33,554,432"),
+    "concept_cavs random_sets": (
+        lambda m, v: h.concept_cavs(m, {"a": IMAGE[None]}, "conv1_activation", random_sets=v),
+        "random_sets must be at most 50"),
+    "craft num_concepts": (lambda m, v: h.craft(m, IMAGE, 0, num_concepts=v, progress=False),
+                           "num_concepts must be at most 50"),
+    "craft designs": (lambda m, v: h.craft(m, IMAGE, 0, designs=v, progress=False),
+                      "designs must be at most 1,024"),
 }
 
 
