@@ -868,7 +868,7 @@ class TcavResult:
 def tcav_test(model, images, class_index, cavs, *, alpha: float = 0.05,
               correction: str = "bonferroni", batch_size: int = 32,
               progress: bool = True) -> TcavResult:
-    """TCAV with the paper's statistical test, for one class (Kim et al. 2018, section 3.2).
+    """TCAV with the paper's statistical test, for one class (Kim et al. 2018).
 
     ``images``: the class's images; ``class_index``: the class (index,
     ImageNet name or ``h.contrast(a, b)``); ``cavs``: from
