@@ -76,6 +76,16 @@ def check_choice(value, name: str, options) -> object:
     raise ValueError(f"{name} must be one of {listed}, not {value!r}")
 
 
+def check_choices(values, name: str, options) -> list:
+    """A non-empty list or tuple of ``options`` (strings), in the order given."""
+    listed = ", ".join(repr(option) for option in options)
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a non-empty list or tuple of {listed}; got {values!r}")
+    if not values:
+        raise ValueError(f"{name} must be a non-empty list or tuple of {listed}; got {values!r}")
+    return [check_choice(value, name, options) for value in values]
+
+
 def check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, not {type(value).__name__} ({value!r})")

@@ -43,8 +43,9 @@ from .labels import class_name
 from .masks import baseline_image
 from .models import find_layer
 from .plot import UNSIGNED_CMAP, show
-from .pipeline import (batches, check_bool, check_choice, check_number, check_seed, class_label,
-                       compiled_logits, explanation_call, model_spec, positive_int, progress_bar)
+from .pipeline import (batches, check_bool, check_choice, check_choices, check_number,
+                       check_seed, class_label, compiled_logits, explanation_call, model_spec,
+                       positive_int, progress_bar)
 
 __all__ = [
     "deletion_curve",
@@ -800,14 +801,7 @@ def compare_maps(model, image, heatmaps: dict, class_index=None, *, human=None,
                         f"{type(heatmaps).__name__}")
     if not heatmaps:
         raise ValueError("heatmaps is empty: give at least one {method name: map}")
-    if isinstance(measures, str) or not isinstance(measures, (list, tuple)):
-        raise TypeError(f"measures must be a non-empty list or tuple of "
-                        f"{', '.join(map(repr, MEASURES))}; got {measures!r}")
-    if not measures:
-        raise ValueError(f"measures must be a non-empty list or tuple of "
-                         f"{', '.join(map(repr, MEASURES))}; got {measures!r}")
-    for measure in measures:
-        check_choice(measure, "measures", MEASURES)
+    check_choices(measures, "measures", MEASURES)
     check_bool(relative, "relative")
     check_seed(seed)
     for name, value, maximum in (("steps", steps, MAX_CURVE_STEPS),  # before any curve runs
@@ -1087,14 +1081,7 @@ def layer_choice(model, images, class_index=None, *, layers=None, method="gradca
     kept for the figure): checked before any work. Returns a
     :class:`LayerChoice` (prints as text, a table in a notebook; ``.plot()``).
     """
-    if isinstance(measures, str) or not isinstance(measures, (list, tuple)):
-        raise TypeError(f"measures must be a non-empty list or tuple of "
-                        f"{', '.join(map(repr, LAYER_MEASURES))}; got {measures!r}")
-    if not measures:
-        raise ValueError(f"measures must be a non-empty list or tuple of "
-                         f"{', '.join(map(repr, LAYER_MEASURES))}; got {measures!r}")
-    for measure in measures:
-        check_choice(measure, "measures", LAYER_MEASURES)
+    check_choices(measures, "measures", LAYER_MEASURES)
     measures = [measure for measure in LAYER_MEASURES if measure in measures]
     steps = _at_most(positive_int(choose(25, 8) if steps is None else steps, "steps"),
                      "steps", MAX_CURVE_STEPS, "removal steps of each curve")

@@ -72,8 +72,8 @@ CACHE_ENTRIES_PER_MODEL = 8
 
 
 # The knob checks live in .checks (below every module); re-exported for the methods.
-from .checks import (check_bool, check_choice, check_number, check_seed,  # noqa: E402,F401
-                     positive_int)
+from .checks import (check_bool, check_choice, check_choices, check_number,  # noqa: E402,F401
+                     check_seed, positive_int)
 
 
 # --------------------------------------------------------------------------
