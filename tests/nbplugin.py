@@ -12,8 +12,9 @@ kernel, three more kinds of test items run:
 
 ``--lesson-extras=solutions`` runs the solutions but not the explorers (CI drives the
 explorers once, in the README's command); ``--lesson-extras=none`` (or
-``--no-lesson-extras``) leaves both out (the emulated-CPU passes check the outputs
-only). The parameters cell can be overridden as papermill would, with a JSON object in
+``--no-lesson-extras``) leaves both out. ``--to-last-check`` runs each lesson only as
+far as its last checked output, without extras (an emulated-CPU pass that compares
+outputs; CI runs whole lessons under the same emulation with other parameters). The parameters cell can be overridden as papermill would, with a JSON object in
 ``UNMASKING_CNNS_PARAMETERS`` (e.g. ``{"MODEL_NAME": "efficientnet_lite1"}``): the
 values of the names the lesson's parameters cell defines are set right after it, and
 no output is compared, since another model or photo prints other numbers.
@@ -43,6 +44,10 @@ def pytest_addoption(parser):
                           "or none")
     parser.addoption("--no-lesson-extras", action="store_const", const="none",
                      dest="lesson_extras", help="lessons: the same as --lesson-extras=none")
+    parser.addoption("--to-last-check", action="store_true",
+                     help="lessons: run each lesson only as far as its last checked output "
+                          "(# NBVAL_CHECK_OUTPUT), without extras: what a pass that compares "
+                          "outputs needs")
 
 
 def parameter_overrides() -> dict:
@@ -88,8 +93,16 @@ def solution_source(solution: lessons.Solution, check_source: str | None) -> str
 class LessonFile(IPyNbFile):
     def collect(self):
         overrides = parameter_overrides()
+        items = list(super().collect())
+        if self.config.getoption("to_last_check"):
+            if overrides:
+                raise pytest.UsageError(f"--to-last-check compares outputs, which "
+                                        f"{PARAMETERS_ENV} turns off: use one or the other")
+            checked = [number for number, item in enumerate(items) if item.options["check"]]
+            yield from items[:checked[-1] + 1] if checked else []
+            return
         count = 0
-        for item in super().collect():
+        for item in items:
             if overrides:
                 item.options["check"] = False
             yield item
