@@ -13,7 +13,9 @@ same time, each opens the lessons one after the other, as JupyterLab does: a ses
 through the single-user server's REST API (behind the hub's proxy) starts a kernel in
 the student's copy of the lessons, every code cell is executed over the kernel's
 websocket, and the session is closed. A thread samples the resident memory (RSS) of
-every kernel's process tree and of every single-user server with psutil.
+every kernel's process tree and of every single-user server with psutil, and each
+kernel's unique set (USS: its RSS less the pages it shares with other processes, such
+as TensorFlow's libraries, which a machine holds once for all students).
 
 It prints, per student and lesson, the wall time from opening to the last cell and the
 kernel's peak RSS; then per lesson the median and worst; the single-user servers'
@@ -118,24 +120,29 @@ class Memory:
 
         self.psutil, self.interval = psutil, interval
         self.kernels: dict[tuple, "psutil.Process"] = {}
-        self.peaks: dict[tuple, int] = {}
+        self.peaks: dict[tuple, tuple[int, int]] = {}  # peak (RSS, USS) per kernel
         self.servers: dict[int, int] = {}  # server pid -> peak RSS
         self.total_peak = 0
+        # The machine's used memory (RAM less free, buffers and caches) before and at most.
+        self.used_before = self.used_peak = psutil.virtual_memory().used
         self.lock, self.stopped = threading.Lock(), threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def tree(self, process) -> int:
-        total = 0
+    def tree(self, process) -> tuple[int, int]:
+        """RSS and USS of a process tree: USS leaves out pages shared with other processes
+        (TensorFlow's libraries: ~0.35 GB of every kernel's RSS, in memory once)."""
+        rss = uss = 0
         try:
             members = [process, *process.children(recursive=True)]
         except self.psutil.Error:
-            return 0
+            return 0, 0
         for member in members:
             try:
-                total += member.memory_info().rss
+                info = member.memory_full_info()
+                rss, uss = rss + info.rss, uss + info.uss
             except self.psutil.Error:
                 pass
-        return total
+        return rss, uss
 
     def find_kernel(self, kernel_id: str):
         """The kernel's process: its command line names its connection file."""
@@ -148,23 +155,24 @@ class Memory:
     def watch(self, key: tuple, process) -> None:
         with self.lock:
             self.kernels[key] = process
-            self.peaks.setdefault(key, 0)
+            self.peaks.setdefault(key, (0, 0))
 
-    def unwatch(self, key: tuple) -> int:
+    def unwatch(self, key: tuple) -> tuple[int, int]:
         self.sample()
         with self.lock:
             self.kernels.pop(key, None)
-            return self.peaks.get(key, 0)
+            return self.peaks.get(key, (0, 0))
 
     def sample(self) -> None:
         with self.lock:
             watched = list(self.kernels.items())
         total, servers = 0, {}
         for key, process in watched:
-            rss = self.tree(process)
+            rss, uss = self.tree(process)
             total += rss
             with self.lock:
-                self.peaks[key] = max(self.peaks.get(key, 0), rss)
+                old = self.peaks.get(key, (0, 0))
+                self.peaks[key] = (max(old[0], rss), max(old[1], uss))
             try:
                 server = process.parent()
                 if server is not None:
@@ -175,6 +183,7 @@ class Memory:
             for pid, rss in servers.items():
                 self.servers[pid] = max(self.servers.get(pid, 0), rss)
             self.total_peak = max(self.total_peak, total + sum(servers.values()))
+            self.used_peak = max(self.used_peak, self.psutil.virtual_memory().used)
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -293,12 +302,14 @@ async def run_lesson(hub: Hub, memory: Memory, name: str, token: str, lesson: Pa
     finally:
         seconds = time.perf_counter() - started
         socket.close()
-        peak = memory.unwatch(key)
+        peak, unique = memory.unwatch(key)
         await hub.call("DELETE", f"/user/{name}/api/sessions/{session['id']}", token=token)
-    print(f"  {name} {lesson.name}: {seconds:.0f} s, kernel peak {peak / GB:.2f} GB"
+    print(f"  {name} {lesson.name}: {seconds:.0f} s, kernel peak {peak / GB:.2f} GB "
+          f"(unique {unique / GB:.2f} GB)"
           + (f", FAILED: {error}" if error else ""), flush=True)
     return {"student": name, "lesson": lesson.name, "seconds": round(seconds, 1),
-            "kernel_peak_gb": round(peak / GB, 3), "cells": len(cells), "error": error}
+            "kernel_peak_gb": round(peak / GB, 3), "kernel_unique_peak_gb": round(unique / GB, 3),
+            "cells": len(cells), "error": error}
 
 
 async def student(hub: Hub, memory: Memory, name: str, lessons: list[Path],
@@ -343,7 +354,8 @@ def summary(results: list, memory: Memory, seconds: float, args) -> dict:
             "median_seconds": round(statistics.median(r["seconds"] for r in mine), 1),
             "max_seconds": max(r["seconds"] for r in mine),
             "median_kernel_peak_gb": round(statistics.median(r["kernel_peak_gb"] for r in mine), 3),
-            "max_kernel_peak_gb": max(r["kernel_peak_gb"] for r in mine)}
+            "max_kernel_peak_gb": max(r["kernel_peak_gb"] for r in mine),
+            "max_kernel_unique_peak_gb": max(r["kernel_unique_peak_gb"] for r in mine)}
     servers = sorted(memory.servers.values())
     return {"students": args.students, "mode": "full" if args.full else "fast",
             "cpus": os.cpu_count(), "class_seconds": round(seconds, 1),
@@ -351,6 +363,8 @@ def summary(results: list, memory: Memory, seconds: float, args) -> dict:
             "per_lesson": per_lesson,
             "server_peak_gb_max": round(servers[-1] / GB, 3) if servers else None,
             "all_kernels_and_servers_peak_gb": round(memory.total_peak / GB, 2),
+            "machine_used_before_gb": round(memory.used_before / GB, 2),
+            "machine_used_peak_gb": round(memory.used_peak / GB, 2),
             "failed": [r for r in runs if r["error"]], "runs": results}
 
 
@@ -392,13 +406,18 @@ def main(argv=None) -> int:
     print(f"\n{args.students} students, {report['mode']} mode, {report['cpus']} CPUs: "
           f"the class took {report['class_seconds']:.0f} s; servers ready within "
           f"{report['spawn_seconds_max']:.0f} s")
-    print("| lesson | median wall (s) | worst wall (s) | median kernel peak (GB) "
-          "| worst kernel peak (GB) |\n|---|---:|---:|---:|---:|")
+    print("| lesson | median wall (s) | worst wall (s) | median kernel peak RSS (GB) "
+          "| worst kernel peak RSS (GB) | worst kernel peak USS (GB) |"
+          "\n|---|---:|---:|---:|---:|---:|")
     for lesson, row in report["per_lesson"].items():
         print(f"| {lesson} | {row['median_seconds']:.0f} | {row['max_seconds']:.0f} "
-              f"| {row['median_kernel_peak_gb']:.2f} | {row['max_kernel_peak_gb']:.2f} |")
+              f"| {row['median_kernel_peak_gb']:.2f} | {row['max_kernel_peak_gb']:.2f} "
+              f"| {row['max_kernel_unique_peak_gb']:.2f} |")
     print(f"single-user server peak RSS: {report['server_peak_gb_max']} GB; all kernels and "
-          f"servers together peaked at {report['all_kernels_and_servers_peak_gb']:.1f} GB")
+          f"servers together peaked at {report['all_kernels_and_servers_peak_gb']:.1f} GB of RSS "
+          f"(shared pages counted in each); the machine's used memory rose from "
+          f"{report['machine_used_before_gb']:.1f} to {report['machine_used_peak_gb']:.1f} GB "
+          "(other users' processes included)")
     if args.out:
         args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     for failure in report["failed"]:

@@ -8,7 +8,7 @@
 Each lesson runs in a fresh kernel (nbclient, as tools/run_notebooks.py runs them,
 without writing anything back). A thread polls the kernel's process tree with psutil
 every --interval seconds and sums the resident set sizes (RSS) of the kernel and its
-children; the table gives each lesson's peak, its RSS after the last cell and its
+children (and their unique set sizes, USS); the table gives each lesson's peak, its RSS after the last cell and its
 wall time. This is the number to size a class's server by (TEACHING.md): one
 student's kernel needs about its lesson's peak. Run lessons one at a time on a quiet
 machine: the memory does not depend on the load, the times do.
@@ -33,19 +33,26 @@ from tools.run_notebooks import select  # noqa: E402
 GB = 1e9
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """The resident bytes of a process and all its descendants (0 once it has gone)."""
-    total = 0
+def tree_memory(process: psutil.Process) -> tuple[int, int]:
+    """RSS and USS of a process and all its descendants (0 once it has gone).
+
+    USS (unique set size) leaves out the pages a process shares with others, mostly
+    TensorFlow's libraries (~0.35 GB of a kernel's RSS), which a machine holds once
+    for all its kernels: RSS is what one kernel needs alone, USS what each further
+    kernel adds.
+    """
+    rss = uss = 0
     try:
         processes = [process, *process.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return 0, 0
     for each in processes:
         try:
-            total += each.memory_info().rss
+            info = each.memory_full_info()
+            rss, uss = rss + info.rss, uss + info.uss
         except psutil.Error:
             pass
-    return total
+    return rss, uss
 
 
 class Poller:
@@ -53,7 +60,7 @@ class Poller:
 
     def __init__(self, interval: float):
         self.interval, self.process = interval, None
-        self.peak = self.current = 0
+        self.peak = self.current = self.peak_uss = 0
         self.cell, self.cell_peaks = None, {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -63,8 +70,8 @@ class Poller:
         self._thread.start()
 
     def sample(self) -> int:
-        rss = tree_rss(self.process)
-        self.current, self.peak = rss, max(self.peak, rss)
+        rss, uss = tree_memory(self.process)
+        self.current, self.peak, self.peak_uss = rss, max(self.peak, rss), max(self.peak_uss, uss)
         if self.cell is not None:
             self.cell_peaks[self.cell] = max(self.cell_peaks.get(self.cell, 0), rss)
         return rss
@@ -112,7 +119,7 @@ def measure(path: Path, *, fast: bool, interval: float, timeout: int) -> dict:
                    reverse=True)
     cells = [(i, poller.cell_peaks[i], rise, notebook.cells[i].source.strip().splitlines()[:1])
              for rise, i in rises]
-    return {"peak": poller.peak, "final": final, "seconds": seconds, "cells": cells}
+    return {"peak": poller.peak, "peak_uss": poller.peak_uss, "final": final, "seconds": seconds, "cells": cells}
 
 
 def main(argv=None) -> int:
@@ -137,16 +144,18 @@ def main(argv=None) -> int:
             failed = True
             continue
         rows.append((path.name, result))
-        print(f"{path.name}: peak {result['peak'] / GB:.2f} GB, after the last cell "
+        print(f"{path.name}: peak {result['peak'] / GB:.2f} GB (unique "
+              f"{result['peak_uss'] / GB:.2f} GB), after the last cell "
               f"{result['final'] / GB:.2f} GB, {result['seconds']:.0f} s", flush=True)
         for index, peak, rise, first in result["cells"][:args.cells]:
             print(f"    cell {index}: peak {peak / GB:.2f} GB (+{rise / GB:.2f} GB)  "
                   f"{first[0][:70] if first else ''}", flush=True)
     mode = "fast" if not args.full else "full"
-    print(f"\n| lesson ({mode} mode) | peak RSS (GB) | after the last cell (GB) | wall (s) |"
-          "\n|---|---:|---:|---:|")
+    print(f"\n| lesson ({mode} mode) | peak RSS (GB) | peak USS (GB) | after the last cell "
+          "(GB) | wall (s) |\n|---|---:|---:|---:|---:|")
     for name, result in rows:
-        print(f"| {name} | {result['peak'] / GB:.2f} | {result['final'] / GB:.2f} "
+        print(f"| {name} | {result['peak'] / GB:.2f} | {result['peak_uss'] / GB:.2f} "
+              f"| {result['final'] / GB:.2f} "
               f"| {result['seconds']:.0f} |")
     return 1 if failed else 0
 
