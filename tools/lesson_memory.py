@@ -85,7 +85,8 @@ class Poller:
         self._thread.join()
 
 
-def measure(path: Path, *, fast: bool, interval: float, timeout: int) -> dict:
+def measure(path: Path, *, fast: bool, interval: float, timeout: int,
+            verbose: bool = False) -> dict:
     """Execute one lesson in a fresh kernel; its peak and final RSS, wall time, cell peaks."""
     notebook = nbformat.read(path, as_version=4)
     os.environ["UNMASKING_CNNS_FAST"] = "1" if fast else "0"
@@ -97,6 +98,9 @@ def measure(path: Path, *, fast: bool, interval: float, timeout: int) -> dict:
             poller.start(client.km.provisioner.process.pid)
         before[cell_index] = poller.sample()
         poller.cell = cell_index
+        if verbose:
+            print(f"  {path.name} cell {cell_index}: {poller.current / GB:.2f} GB",
+                  file=sys.stderr, flush=True)
 
     def on_cell_executed(cell, cell_index, **_):
         poller.sample()
@@ -130,6 +134,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("--cells", type=int, default=0, metavar="N",
                         help="also list the N cells whose peak rose most above their start")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print each cell's index and RSS as it starts (to stderr)")
     args = parser.parse_args(argv)
     if args.interval <= 0 or args.cells < 0:
         parser.error("--interval must be positive and --cells not negative")
@@ -138,7 +144,7 @@ def main(argv=None) -> int:
     for path in select(args.lessons):
         try:
             result = measure(path, fast=not args.full, interval=args.interval,
-                             timeout=args.timeout)
+                             timeout=args.timeout, verbose=args.verbose)
         except Exception as error:  # report every lesson, then fail
             print(f"{path.name}: FAILED: {type(error).__name__}: {str(error)[:2000]}", flush=True)
             failed = True
