@@ -28,7 +28,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${HOSTED_PYTHON:-python3.12}
 HOST=${HOSTED_ENV:-${TMPDIR:-/tmp}/unmasking-cnns-hostlike}
-PACKAGES=${HOSTED_PACKAGES:-tensorflow==2.19.1 keras==3.10.0 numpy==2.0.2 jupyter ipykernel pytest nbval}
+PACKAGES=${HOSTED_PACKAGES:-tensorflow==2.19.1 keras==3.10.0 numpy==2.0.2 jupyter ipykernel pytest pytest-xdist nbval}
 LESSONS=${HOSTED_LESSONS:-00 03 05}
 SOURCE=${UNMASKING_CNNS_SOURCE:-$REPO}
 HOST_PACKAGES='^(tensorflow|tensorflow-cpu|keras|numpy|ipykernel|jupyter-client|ml-dtypes|h5py)=='
