@@ -17,9 +17,12 @@ class's ranks; ``--save`` writes the images to an .npz file.
 
 Methods (``--methods``):
 
-* ``tf-keras-vis``: ``h.maximize_class``, tf-keras-vis' pixel-space ascent
-  with total variation, L1 norm and jitter, 128 RMSprop steps (lesson 02's
-  method before the feature-visualisation rewrite).
+* ``tf-keras-vis``: the peer library, called as its documentation shows:
+  ``ActivationMaximization`` with ``ReplaceToLinear`` and ``CategoricalScore``,
+  pixel-space ascent from uniform noise with its ``TotalVariation2D`` (weight
+  1) and ``Norm`` (L1, weight 0.3) regularisers, its ``Jitter`` (16 pixels)
+  and ``Rotate2D`` (1 degree) input modifiers and ``RMSprop(1.0, 0.999)``,
+  128 steps, the model called eagerly (as the library does).
 * ``pixel``: ``h.visualize_class(parameterization="pixel")``: Adam on
   sigmoid pixels with the transformation-robustness stack, 128 steps.
 * ``fourier-lucid``: the decorrelated Fourier parameterisation with
@@ -52,10 +55,40 @@ CLASSES = ["espresso", "tabby", "goldfish", "daisy", "lemon", "tarantula", "ligh
 LUCID_LIKE = dict(pad=12, jitter=8, scale=(0.9, 1.1), rotation=10.0)
 
 
-def _today(model, classes, steps, batch_size):
-    return np.concatenate([h.maximize_class(model, classes[i:i + batch_size], steps=steps,
-                                            progress=False)
-                           for i in range(0, len(classes), batch_size)])
+_PEERS = {}
+
+
+def _tf_keras_vis(model, classes, steps, batch_size, seed=0):
+    """tf-keras-vis' ActivationMaximization, one batch of classes at a time, seeded."""
+    import keras
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+    from tf_keras_vis.activation_maximization.input_modifiers import Jitter, Rotate2D
+    from tf_keras_vis.activation_maximization.regularizers import Norm, TotalVariation2D
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    if id(model) not in _PEERS:  # cloned once (ReplaceToLinear must not edit the model)
+        _PEERS[id(model)] = ActivationMaximization(model, model_modifier=ReplaceToLinear(),
+                                                   clone=True)
+    visualizer = _PEERS[id(model)]
+    height, width = h.input_size(model)
+    rng = np.random.default_rng(seed)
+    np.random.seed(seed)  # Jitter draws from numpy's global generator
+    images = []
+    for begin in range(0, len(classes), batch_size):
+        chunk = [h.class_index(name) for name in classes[begin:begin + batch_size]]
+        rotate = Rotate2D(degree=1)
+        rotate.random_generator = np.random.default_rng(seed + begin)
+        result = visualizer(CategoricalScore(chunk),
+                            seed_input=rng.uniform(0, 255, (len(chunk), height, width, 3)
+                                                   ).astype(np.float32),
+                            input_range=(0, 255),
+                            input_modifiers=[Jitter(jitter=16), rotate],
+                            regularizers=[TotalVariation2D(weight=1.0), Norm(weight=0.3, p=1)],
+                            steps=steps,
+                            optimizer=keras.optimizers.RMSprop(1.0, 0.999))
+        images.append(np.asarray(result, np.float32).reshape(len(chunk), height, width, 3))
+    return np.concatenate(images)
 
 
 def _visualize(**options):
@@ -64,8 +97,8 @@ def _visualize(**options):
 
 
 METHODS = {  # key: (description, steps, run)
-    "tf-keras-vis": ("h.maximize_class: tf-keras-vis, pixel space, TV + L1 + jitter, RMSprop",
-                     128, _today),
+    "tf-keras-vis": ("tf-keras-vis ActivationMaximization, pixel space, TV + L1 + jitter + "
+                     "rotation, RMSprop", 128, _tf_keras_vis),
     "pixel": ("h.visualize_class, pixel space (Adam 0.1, transformations)", 128,
               _visualize(parameterization="pixel")),
     "fourier-lucid": ("h.visualize_class, Fourier, Lucid-like transformations", 128,

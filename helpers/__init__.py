@@ -22,7 +22,6 @@ from .incremental import *  # noqa: F401,F403
 from .saliency import *  # noqa: F401,F403
 from .cam import *  # noqa: F401,F403
 from .architecture import *  # noqa: F401,F403
-from .maximization import *  # noqa: F401,F403
 from .feature_vis import *  # noqa: F401,F403
 from .adversarial import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403

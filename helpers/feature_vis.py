@@ -50,11 +50,12 @@ result repeats exactly and does not depend on what else is in the batch.
 The objective is a class **logit** (softmax-ending models are explained on
 their weight-sharing logit twin, :func:`helpers.pipeline.logits_model`) or
 the mean of one **channel** of a layer, before its ReLU
-(:func:`helpers.maximization.maximization_target`).
+(:func:`maximization_target`); :func:`class_score` and :func:`channel_score`
+measure both objectives on an image as it is, untransformed.
 
 Written here by hand, because it is what lesson 02 is about; tf-keras-vis'
-``ActivationMaximization`` (pixel space, applied in :mod:`helpers.maximization`)
-stays the method this one is compared with.
+``ActivationMaximization`` (pixel-space ascent) is the peer it is compared with
+in ``benchmarks/feature_vis_benchmark.py``.
 """
 
 from __future__ import annotations
@@ -66,14 +67,14 @@ import numpy as np
 from .environment import choose, tf
 import keras
 
-from .architecture import layer_output_model
+from .architecture import layer_output_model, output_shape_of
 from .images import load_image, resize_image
-from .maximization import channels_of, maximization_target
-from .models import feature_model
+from .models import feature_model, find_layer, walk_layers
 from .photos import collection_photos
 from .pipeline import (LUMA_WEIGHTS, batches, cached, check_bool, check_choice, check_number,
                        check_seed, explanation_call, holder, model_batch, model_spec,
-                       positive_int, predict_logits, progress_bar, resolve_classes)
+                       positive_int, predict_logits, progress_bar, resolve_classes,
+                       resolve_for_model)
 
 __all__ = [
     "visualize_class",
@@ -81,6 +82,9 @@ __all__ = [
     "dataset_examples",
     "strongest_channels",
     "class_rank",
+    "class_score",
+    "channel_score",
+    "Snapshots",
     "radial_power",
     "Transforms",
     "default_visualization_steps",
@@ -564,8 +568,109 @@ def _compiled_pixels(model, parameterization):
         input_signature=[tf.TensorSpec((None,) + parameterization.shape, tf.float32)]))
 
 
+class Snapshots:
+    """A callback that keeps copies of the images at chosen steps, and every step's scores.
+
+    ``Snapshots(at=(8, 32, 128))``, passed as ``callbacks=[snapshots]`` to
+    :func:`visualize_class` or :func:`visualize_channel`; after the run
+    ``snapshots.images[32]`` is the float32 batch ``(N, H, W, 3)`` after 32
+    steps, and ``snapshots.scores`` a ``(steps, N)`` array: each image's
+    score at each step (measured on the transformed copy the step climbed
+    from).
+    """
+
+    def __init__(self, at=()):
+        self.at = sorted({int(step) for step in at})
+        if any(step < 1 for step in self.at):
+            raise ValueError(f"snapshot steps count from 1; got {self.at}")
+        self.images: dict[int, np.ndarray] = {}
+        self._scores: list[np.ndarray] = []
+
+    def on_begin(self, **kwargs) -> None:
+        self.images, self._scores = {}, []
+
+    def __call__(self, i, values, grads, scores, model_outputs, **kwargs) -> None:
+        self._scores.append(np.asarray(scores[0], dtype=np.float32).reshape(-1))
+        if i + 1 in self.at:
+            self.images[i + 1] = np.array(values[0], dtype=np.float32)
+
+    def on_end(self) -> None:
+        pass
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.stack(self._scores) if self._scores else np.zeros((0, 0), np.float32)
+
+
 # --------------------------------------------------------------------------
-# Objectives: a class logit, or a channel of a layer
+# Targets: a class logit, or a channel of a layer
+# --------------------------------------------------------------------------
+
+def maximization_target(model: keras.Model, layer, *, pre_activation: bool = True) -> str:
+    """The layer whose output a channel objective maximises.
+
+    With ``pre_activation`` (the default), a separate activation layer
+    (ReLU, ReLU6, Activation) is replaced by the layer feeding it: like
+    tf-keras-vis' ``ReplaceToLinear`` for a layer's built-in activation, this
+    keeps the gradient alive where the activation is flat (below 0, or above
+    6 for ReLU6). Other layers are returned as they are.
+    """
+    found = find_layer(model, layer)
+    if len(output_shape_of(found)) != 3:
+        names = [candidate.name for _, candidate in walk_layers(model)
+                 if len(output_shape_of(candidate)) == 3 and not isinstance(candidate, keras.Model)]
+        raise ValueError(
+            f"layer {found.name!r} outputs shape {output_shape_of(found)}, not a spatial map "
+            f"(h, w, channels); channel maximisation needs a convolutional layer such as "
+            f"{', '.join(names[2:5])} ... {names[-1] if names else ''}")
+    if pre_activation and isinstance(found, (keras.layers.ReLU, keras.layers.Activation)):
+        history = getattr(found.input, "_keras_history", None)
+        feeding = getattr(history, "operation", None)
+        if feeding is not None and any(candidate is feeding for candidate in model.layers):
+            return feeding.name
+    return found.name
+
+
+def channels_of(model, layer_name, channel):
+    """``channel`` (an index or a list) as a list of checked indices, and whether it was one."""
+    channels, single = _as_list(channel)
+    count = int(output_shape_of(find_layer(model, layer_name))[-1])
+    for c in channels:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise TypeError(f"a channel is an integer index, not {type(c).__name__}")
+        if not 0 <= int(c) < count:
+            raise ValueError(f"channel {int(c)} is out of range: layer {layer_name!r} has "
+                             f"{count} channels, 0..{count - 1}")
+    return [int(c) for c in channels], single
+
+
+def class_score(model: keras.Model, images, class_index) -> np.ndarray | float:
+    """The logit of ``class_index`` for one image (a float) or a batch (an array)."""
+    batch, single = model_batch(model, images)
+    indices = resolve_for_model(model, class_index, batch)
+    logits = predict_logits(model, batch)
+    scores = logits[np.arange(len(batch)), indices]
+    return float(scores[0]) if single else scores
+
+
+def channel_score(model: keras.Model, images, layer, channel, *,
+                  pre_activation: bool = True) -> np.ndarray | float:
+    """The objective of :func:`visualize_channel` on the image as it is: a channel's mean
+    activation, per image (``channel``: one for all images, or one per image)."""
+    target = maximization_target(model, layer, pre_activation=pre_activation)
+    batch, single = model_batch(model, images)
+    channels, _ = channels_of(model, target, channel)
+    if len(channels) not in (1, len(batch)):
+        raise ValueError(f"got {len(channels)} channels for {len(batch)} images; give one or "
+                         "one per image")
+    maps = np.asarray(layer_output_model(model, target)(batch, training=False), dtype=np.float32)
+    picked = maps[np.arange(len(batch)), ..., np.broadcast_to(channels, (len(batch),))]
+    scores = picked.reshape(len(batch), -1).mean(axis=1)
+    return float(scores[0]) if single else scores
+
+
+# --------------------------------------------------------------------------
+# Visualisations: a class logit, or a channel of a layer
 # --------------------------------------------------------------------------
 
 def visualize_class(model: keras.Model, class_index, *, parameterization: str = "fourier",
@@ -587,7 +692,7 @@ def visualize_class(model: keras.Model, class_index, *, parameterization: str = 
     or one per image (the start and every step's transformation).
     ``start``: None (faint noise around grey) or an image to start from.
     ``negative=True`` minimises the logit instead. ``callbacks``: e.g.
-    :class:`helpers.Snapshots` (images at chosen steps, every step's scores).
+    :class:`Snapshots` (images at chosen steps, every step's scores).
     A softmax-ending model is optimised on its logits.
     """
     spec = model_spec(model)
@@ -613,7 +718,7 @@ def visualize_channel(model: keras.Model, layer, channel, *, pre_activation: boo
 
     The "channel objective" of Olah et al. (2017). ``channel``: an index or a
     list (one image each). ``pre_activation``: maximise the input of the
-    layer's ReLU (see :func:`helpers.maximization.maximization_target`).
+    layer's ReLU (see :func:`maximization_target`).
     Only the network up to ``layer`` runs, so shallow channels are cheap.
     Other arguments as in :func:`visualize_class`.
     """

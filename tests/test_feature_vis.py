@@ -14,9 +14,23 @@ import helpers as h
 import helpers.feature_vis as fv
 import keras
 
-from tests.test_maximization import build_colour_cnn
-
 SIZE = 16
+
+
+def build_colour_cnn():
+    """Channel 0 of 'colour' = red − blue, channel 1 = blue; logit 0 = mean(channel 0), 1 = mean(channel 1)."""
+    inputs = keras.Input((SIZE, SIZE, 3), name="input_image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(inputs)
+    x = keras.layers.Conv2D(2, 1, name="colour")(x)
+    x = keras.layers.ReLU(name="colour_activation")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = keras.layers.Dense(2, name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="colour_cnn")
+    kernel = np.array([[[[1.0, 0.0], [0.0, 0.0], [-1.0, 1.0]]]], np.float32)  # (1, 1, 3, 2)
+    model.get_layer("colour").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("predictions").set_weights([np.eye(2, dtype=np.float32),
+                                                np.zeros(2, np.float32)])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -441,6 +455,64 @@ def test_dataset_examples_come_from_the_photo_collection_by_default():
     assert {source.split(" ×")[0] for source in found.sources} <= collection
     strongest = fv.strongest_channels(model, "pool", 1)
     assert strongest.shape == (1,)
+
+# --------------------------------------------------------------------------
+# Targets and scores, on images whose scores are known
+# --------------------------------------------------------------------------
+
+def _plain(rgb):
+    return np.broadcast_to(np.array(rgb, np.float32), (SIZE, SIZE, 3)).copy()
+
+
+def test_pre_activation_target(colour_cnn, tiny_cnn):
+    assert fv.maximization_target(colour_cnn, "colour_activation") == "colour"
+    assert fv.maximization_target(colour_cnn, "colour_activation", pre_activation=False) == (
+        "colour_activation")
+    assert fv.maximization_target(colour_cnn, "colour") == "colour"
+    # The optimised quantity is the ReLU's input: it can be negative, the ReLU's output cannot.
+    black = np.zeros((SIZE, SIZE, 3), np.float32)
+    assert h.channel_score(colour_cnn, black, "colour_activation", 1) == pytest.approx(-1.0)
+    assert h.channel_score(colour_cnn, black, "colour_activation", 1,
+                           pre_activation=False) == pytest.approx(0.0)
+    assert fv.maximization_target(tiny_cnn, "conv2_activation") == "conv2"
+
+
+def test_class_and_channel_scores_of_known_images(colour_cnn):
+    # Pixels -1..1 after the model's rescaling: red is (1, -1, -1), blue (-1, -1, 1).
+    red, blue = _plain([255, 0, 0]), _plain([0, 0, 255])
+    both = np.stack([red, blue])
+    score = h.class_score(colour_cnn, red, 0)
+    assert isinstance(score, float) and score == pytest.approx(2.0, abs=1e-5)  # red − blue
+    np.testing.assert_allclose(h.class_score(colour_cnn, both, [0, 1]), [2.0, 1.0], atol=1e-5)
+    np.testing.assert_allclose(h.class_score(colour_cnn, both, 1), [0.0, 1.0], atol=1e-5)
+    np.testing.assert_allclose(h.channel_score(colour_cnn, both, "colour_activation", [0, 1]),
+                               [2.0, 1.0], atol=1e-5)
+    # One channel for every image; before the ReLU, red's blue channel is -1.
+    np.testing.assert_allclose(h.channel_score(colour_cnn, both, "colour_activation", 1),
+                               [-1.0, 1.0], atol=1e-5)
+    assert fv.channels_of(colour_cnn, "colour", 1) == ([1], True)
+    assert fv.channels_of(colour_cnn, "colour", np.array([0, 1])) == ([0, 1], False)
+
+
+def test_score_errors_name_the_problem(colour_cnn, tiny_cnn):
+    red = _plain([255, 0, 0])
+    with pytest.raises(ValueError, match="channel 2 is out of range: layer 'colour' has 2 "
+                                         "channels, 0..1"):
+        h.channel_score(colour_cnn, red, "colour_activation", 2)
+    with pytest.raises(TypeError, match="a channel is an integer index"):
+        h.channel_score(colour_cnn, red, "colour", "red")
+    with pytest.raises(ValueError, match="no layer named 'colours'.*Did you mean: colour"):
+        h.channel_score(colour_cnn, red, "colours", 0)
+    with pytest.raises(ValueError, match="'avg_pool' outputs shape \\(2,\\), not a spatial map"):
+        fv.maximization_target(colour_cnn, "avg_pool")
+    with pytest.raises(ValueError, match="got 2 channels for 1 images"):
+        h.channel_score(colour_cnn, red, "colour", [0, 1])
+    with pytest.raises(ValueError, match="'espresso' is an ImageNet class name, but the model "
+                                         "has 10 classes"):
+        h.class_score(tiny_cnn, np.zeros((32, 32, 3), np.float32), "espresso")
+    with pytest.raises(ValueError, match="snapshot steps count from 1"):
+        h.Snapshots(at=(0, 5))
+
 
 def test_errors_name_the_argument(colour_cnn):
     def call(**kwargs):

@@ -80,10 +80,6 @@ CALLS = {  # name -> (call(model, value), the message's start)
     "visualize_channel steps": (
         lambda m, v: h.visualize_channel(m, "conv1", 0, steps=v, progress=False),
         "steps must be at most 100,000"),
-    "maximize_class steps": (lambda m, v: h.maximize_class(m, 0, steps=v),
-                             "steps must be a positive integer of at most 100,000"),
-    "maximize_channel steps": (lambda m, v: h.maximize_channel(m, "conv1", 0, steps=v),
-                               "steps must be a positive integer of at most 100,000"),
     "rise num_masks": (lambda m, v: h.rise(m, IMAGE, 0, num_masks=v, progress=False),
                        "num_masks must be at most 20,000"),
     "random_mask_map num_masks": (
@@ -170,8 +166,6 @@ MESSAGES = {  # name -> (call(model), error, match)
                                "count must be a positive integer"),
     "panel_layout ncols=0": (lambda m: h.panel_layout(3, 0, 1.0), ValueError,
                              "ncols must be a positive integer"),
-    "maximize_class steps=2.5": (lambda m: h.maximize_class(m, 0, steps=2.5), TypeError,
-                                 "steps must be a positive integer"),
     "visualize_class steps=2.5": (
         lambda m: h.visualize_class(m, 0, steps=2.5, progress=False), TypeError,
         "steps must be a positive integer"),
