@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .checks import is_integer
+from .checks import check_number, check_seed, is_integer, positive_int
 from .photos import collection_file, photo_collection
 
 __all__ = [
@@ -53,11 +53,13 @@ __all__ = [
     "load_image",
     "prepare",
     "as_batch",
+    "augment",
 ]
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused (decompression bombs)
 MAX_FILE_BYTES = 50_000_000  # a photo file or upload larger than this is refused unread
 FITS = ("crop", "squash", "pad")
+MAX_VIEWS = 4096  # augmented views of one photo in one call
 
 
 def _skimage(name):
@@ -441,3 +443,56 @@ def as_batch(images, model_or_size, *, fit: str = "crop") -> tuple[np.ndarray, b
             raise ValueError("a list must hold single images, not batches")
         return np.concatenate([batch for batch, _ in singles]), False
     return prepare(images, size, fit=fit), True
+
+
+# --------------------------------------------------------------------------
+# Augmented views: more training images from a few photos
+# --------------------------------------------------------------------------
+
+def augment(image, count: int, *, size, scale=(0.5, 1.0), flip: bool = True,
+            jitter: float = 0.2, seed: int = 0) -> np.ndarray:
+    """``count`` random views of one photo: crops, mirror images and colour changes.
+
+    Each view is a square crop whose side is a random share of the photo's
+    shorter side (uniform in ``scale``) at a random place, resized to ``size``
+    (bilinear), mirrored left-right with probability 1/2 when ``flip``, and
+    colour-jittered: contrast, saturation and brightness each multiplied by a
+    factor uniform in [1 - jitter, 1 + jitter] (contrast about the view's mean
+    grey, saturation about each pixel's luminance), then clipped to 0..255.
+    The same ``seed`` gives the same views. Returns float32 (count, H, W, 3).
+    """
+    pixels = load_image(image)
+    count = positive_int(count, "count")
+    if count > MAX_VIEWS:
+        raise ValueError(f"count must be at most {MAX_VIEWS} views of one photo, got {count}")
+    height, width = target_size(size, "size")
+    try:
+        low, high = (float(v) for v in scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"scale must be two numbers (smallest, largest share of the shorter "
+                        f"side), not {scale!r}") from None
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"scale must satisfy 0 < smallest <= largest <= 1, got {scale!r}")
+    if not isinstance(flip, (bool, np.bool_)):
+        raise TypeError(f"flip must be True or False, not {type(flip).__name__}")
+    jitter = check_number(jitter, "jitter", minimum=0, maximum=1)
+    rng = np.random.default_rng(check_seed(seed, allow_none=False))
+    rows, cols = pixels.shape[:2]
+    shorter = min(rows, cols)
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    views = np.empty((count, height, width, 3), dtype=np.float32)
+    for i in range(count):
+        side = max(1, int(round(shorter * rng.uniform(low, high))))
+        top = int(rng.integers(0, rows - side + 1))
+        left = int(rng.integers(0, cols - side + 1))
+        crop = Image.fromarray(pixels[top:top + side, left:left + side])
+        view = np.asarray(crop.resize((width, height), Image.BILINEAR), dtype=np.float32)
+        if flip and rng.random() < 0.5:
+            view = view[:, ::-1]
+        contrast, saturation, brightness = rng.uniform(1 - jitter, 1 + jitter, size=3)
+        grey = view @ luma
+        view = grey.mean() + (view - grey.mean()) * contrast
+        grey = view @ luma
+        view = grey[..., None] + (view - grey[..., None]) * saturation
+        views[i] = np.clip(view * brightness, 0, 255)
+    return views

@@ -41,7 +41,7 @@ from .architecture import layer_table, model_report, output_shape_of
 from .cam import CAM_METHODS, cam_layer, gradcam
 from .labels import class_name
 from .masks import baseline_image
-from .models import find_layer
+from .models import find_layer, walk_layers
 from .plot import UNSIGNED_CMAP, show
 from .pipeline import (batches, check_bool, check_choice, check_choices, check_number,
                        check_seed, class_label, compiled_logits, explanation_call, model_spec,
@@ -1223,13 +1223,24 @@ def _block_of(layer_name: str) -> str:
     return head if rest and not re.fullmatch(r"\d+", rest) else layer_name
 
 
+def _weighted_layers(model) -> list:
+    """The layers with weights in graph order, those of nested models included (a
+    fine-tuned model's pretrained base comes before its new head)."""
+    import keras
+
+    layers = [layer for _, layer in walk_layers(model)
+              if layer.weights and not isinstance(layer, keras.Model)]
+    names = [layer.name for layer in layers]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"model {model.name!r} has several layers named "
+                         f"{', '.join(map(repr, repeated[:3]))} (inside its nested models); the "
+                         "randomisation check finds layers by name: rename them")
+    return layers
+
+
 def _weighted_layers_top_down(model) -> list:
-    layers = [layer for layer in model.layers if layer.weights]
-    nested = [layer.name for layer in layers if hasattr(layer, "layers") and layer.layers]
-    if nested:
-        raise ValueError(f"model {model.name!r} holds nested models ({', '.join(nested)}); "
-                         "the randomisation check needs a flat model (rebuild it functionally)")
-    return layers[::-1]
+    return _weighted_layers(model)[::-1]
 
 
 def randomization_stages(model, by: str = "block") -> list[tuple[str, list[str]]]:
@@ -1331,7 +1342,7 @@ def _fresh_weights(model, seed: int) -> dict[str, list[np.ndarray]]:
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-    return {layer.name: layer.get_weights() for layer in fresh.layers if layer.weights}
+    return {layer.name: layer.get_weights() for layer in _weighted_layers(fresh)}
 
 
 def cascading_randomization(model, explain, images, class_index=None, *, stages=None,
@@ -1355,6 +1366,8 @@ def cascading_randomization(model, explain, images, class_index=None, *, stages=
 
     The user's model is never touched: the check works on
     ``keras.models.clone_model(model)`` with the trained weights copied in.
+    A fine-tuned model that nests its pretrained base is randomised layer by
+    layer through the base too: its new head first, then the base from the top.
     Random weights come from each layer's own initialiser (what a freshly
     built model gets; batch normalisation becomes the identity), seeded by
     ``seed`` (this re-seeds TensorFlow's global generator).
@@ -1374,11 +1387,12 @@ def cascading_randomization(model, explain, images, class_index=None, *, stages=
     fresh = _fresh_weights(model, seed)
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
+    copy_layers = {layer.name: layer for layer in _weighted_layers(copy)}
 
     maps = [_explain_batch(explain, copy, batch, classes)]
     for _, layer_names in tqdm(chosen, desc="randomising", disable=not progress, leave=False):
         for name in layer_names:
-            copy.get_layer(name).set_weights(fresh[name])
+            copy_layers[name].set_weights(fresh[name])
         maps.append(_explain_batch(explain, copy, batch, classes))
     maps = np.stack(maps, axis=1)  # (N, S + 1, H, W)
 

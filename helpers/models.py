@@ -28,7 +28,9 @@ import difflib
 import hashlib
 import json
 import os
+import stat
 import tempfile
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +42,9 @@ import keras
 
 from . import pth
 from .labels import NUM_CLASSES, TopK, decode
-from .pipeline import (check_bool, compiled_logits, model_batch, model_spec,  # noqa: F401
-                       positive_int, predict_logits, softmax)
+from .pipeline import (check_bool, check_model, check_number, check_seed,  # noqa: F401
+                       compiled_logits, model_batch, model_spec, positive_int, predict_logits,
+                       softmax)
 
 __all__ = [
     "top_k",
@@ -54,6 +57,8 @@ __all__ = [
     "find_layer",
     "layer_names",
     "spatial_layers",
+    "load_model_file",
+    "train_head",
 ]
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -563,3 +568,221 @@ def top_k(model, image, k: int = 5, *, fit: str = "crop", title: str = "") -> To
         raise ValueError(f"model: top_k names ImageNet classes, but the model has {len(probs)} "
                          "outputs; use h.probabilities(h.predict_logits(model, batch))")
     return TopK(decode(probs, k), title)
+
+
+# --------------------------------------------------------------------------
+# Your own model: a .keras file from elsewhere, and a new head on a pretrained base
+# --------------------------------------------------------------------------
+
+MAX_MODEL_FILE_BYTES = 2_000_000_000       # a .keras file larger than this is refused unread
+MAX_MODEL_UNPACKED_BYTES = 4_000_000_000   # the sizes its zip members declare, all together
+MAX_MODEL_MEMBERS = 10_000                 # files inside the .keras zip
+MAX_MODEL_CONFIG_BYTES = 64_000_000        # its config.json (the architecture as JSON)
+_COPY_CHUNK = 1 << 20
+
+
+def _copy_bounded(path, target) -> int:
+    """Copy a regular file (never through a symbolic link) into ``target``, at most
+    MAX_MODEL_FILE_BYTES; the copy is what gets checked and loaded."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) \
+        | getattr(os, "O_BINARY", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        if os.path.islink(path):
+            raise ValueError(f"path {str(path)!r} is a symbolic link: not followed (give the "
+                             "file itself)") from None
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no model file at {str(path)!r}") from None
+        raise ValueError(f"path {str(path)!r} cannot be opened: {error.strerror or error}") \
+            from None
+    total = 0
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError(f"path {str(path)!r} is not a regular file (a folder, device, pipe "
+                             "or socket): not read")
+        with open(target, "wb") as out:
+            while chunk := os.read(descriptor, _COPY_CHUNK):
+                total += len(chunk)
+                if total > MAX_MODEL_FILE_BYTES:
+                    raise ValueError(f"path {str(path)!r} holds more than "
+                                     f"{MAX_MODEL_FILE_BYTES:,} bytes: not read as a model")
+                out.write(chunk)
+    finally:
+        os.close(descriptor)
+    if total == 0:
+        raise ValueError(f"path {str(path)!r} is empty (0 bytes)")
+    return total
+
+
+def _check_keras_zip(copy: Path, label: str) -> None:
+    """A .keras file is a zip of config.json, metadata.json and the weights: its table of
+    contents is read and bounded before Keras opens it."""
+    try:
+        with zipfile.ZipFile(copy) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_MODEL_MEMBERS:
+                raise ValueError(f"path {label!r} holds {len(members):,} files, more than the "
+                                 f"{MAX_MODEL_MEMBERS:,} a Keras model has")
+            unpacked = sum(member.file_size for member in members)
+            if unpacked > MAX_MODEL_UNPACKED_BYTES:
+                raise ValueError(f"path {label!r} unpacks to {unpacked:,} bytes, more than the "
+                                 f"{MAX_MODEL_UNPACKED_BYTES:,} accepted")
+            names = {member.filename: member for member in members}
+            if "config.json" not in names:
+                raise ValueError(f"path {label!r} is a zip file without config.json: not a "
+                                 "Keras model saved with model.save('....keras')")
+            if names["config.json"].file_size > MAX_MODEL_CONFIG_BYTES:
+                raise ValueError(f"path {label!r}: its config.json declares "
+                                 f"{names['config.json'].file_size:,} bytes, more than the "
+                                 f"{MAX_MODEL_CONFIG_BYTES:,} accepted")
+    except zipfile.BadZipFile:
+        raise ValueError(f"path {label!r} is not a .keras file (not a zip archive); save the "
+                         "model with model.save('my_model.keras')") from None
+
+
+def load_model_file(path, *, custom_objects=None) -> keras.Model:
+    """Your own model from a ``.keras`` file (``model.save("my_model.keras")``), checked.
+
+    A file from elsewhere is treated as hostile: a symbolic link is not
+    followed, only a regular file of at most ``MAX_MODEL_FILE_BYTES`` is read,
+    into a private copy; the zip's table of contents is bounded (members,
+    declared sizes, config.json) before Keras sees it; and Keras loads the
+    copy in safe mode, which refuses to deserialise code (``Lambda`` layers
+    carrying Python bytecode). ``custom_objects``: your own layer classes by
+    name, as ``keras.models.load_model`` takes them. Not compiled: the course
+    only calls the model. The course's own layers (the zoo's preprocessing)
+    load without being named.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or pathlib.Path) of a .keras file, not "
+                        f"{type(path).__name__}")
+    label = os.fspath(path)
+    if not label.lower().endswith(".keras"):
+        raise ValueError(f"path must name a .keras file (Keras 3's format: model.save("
+                         f"'my_model.keras')), got {label!r}; an older .h5 file: load it with "
+                         "the Keras that wrote it and save it again as .keras")
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError(f"custom_objects must be None or a dict of names to classes, not "
+                        f"{type(custom_objects).__name__}")
+    with tempfile.TemporaryDirectory(prefix="unmasking-cnns-model-") as folder:
+        copy = Path(folder) / "model.keras"
+        _copy_bounded(label, copy)
+        _check_keras_zip(copy, label)
+        try:
+            with quiet_stderr():
+                loaded = keras.models.load_model(copy, custom_objects=custom_objects,
+                                                 compile=False, safe_mode=True)
+        except Exception as error:  # Keras raises many kinds for a file it cannot rebuild
+            raise ValueError(f"path {label!r} could not be loaded as a Keras model "
+                             f"({type(error).__name__}: {str(error)[:500]})") from None
+    if not isinstance(loaded, keras.Model):
+        raise ValueError(f"path {label!r} holds a {type(loaded).__name__}, not a Keras model")
+    if len(loaded.inputs) == 1 and len(loaded.outputs) == 1:
+        # As for the cache: a reloaded functional model takes its input as a one-element
+        # list; the same graph re-wrapped takes a plain tensor (no layer is copied).
+        loaded = keras.Model(loaded.inputs[0], loaded.outputs[0], name=loaded.name)
+    model_spec(loaded)  # one image input, one (batch, classes) output, a readable head
+    return loaded
+
+
+def _nested_base(model, base):
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if base is None:
+        if len(nested) != 1:
+            found = ", ".join(repr(layer.name) for layer in nested) or "none"
+            raise ValueError(f"base: model {model.name!r} must nest exactly one pretrained "
+                             f"model to train the layers after it (nested models: {found}); "
+                             "name it with base=...")
+        return nested[0]
+    if not isinstance(base, str):
+        raise TypeError(f"base must be None or the name of a nested model, not "
+                        f"{type(base).__name__}")
+    for layer in nested:
+        if layer.name == base:
+            return layer
+    raise ValueError(f"base {base!r} is not a model nested in {model.name!r}; nested: "
+                     f"{', '.join(repr(layer.name) for layer in nested) or 'none'}")
+
+
+def train_head(model, images, labels, *, base=None, epochs: int = 30, batch_size: int = 32,
+               learning_rate: float = 1e-3, seed: int = 0) -> list[float]:
+    """Train the layers after a model's frozen, nested base; the base is left as it is.
+
+    Transfer learning's first step (Yosinski et al. 2014, *How transferable
+    are features in deep neural networks?*): the pretrained ``base`` (a model
+    nested in ``model``, found when it is the only one) computes its features
+    of ``images`` **once**, in inference mode, and only the head after it is
+    fitted to them (Adam on the cross-entropy of the classes, seeded, shuffled),
+    so an epoch costs milliseconds instead of a pass through the base. This is
+    what ``model.fit`` does with ``base.trainable = False`` and the base called
+    with ``training=False``, minus the repeated base passes: a plain loop of
+    Adam steps (Kingma & Ba 2015) on mini-batches in a seeded order, dropout
+    active. The model's own layers are trained in place. ``labels``: int classes, one per image;
+    ``images``: a batch (N, H, W, C) at the model's input size. The head must
+    end in a softmax (probabilities) or return logits; a sigmoid or
+    single-output head is refused. Returns the loss of each epoch.
+    """
+    check_model(model)
+    spec = model_spec(model)
+    if spec.head not in ("softmax", "linear") or spec.num_classes < 2:
+        raise ValueError(f"model: train_head fits a softmax classifier; {model.name!r} has a "
+                         f"{spec.head} head with {spec.num_classes} output(s)")
+    inner = _nested_base(model, base)
+    batch, single = model_batch(model, images)
+    if single:
+        raise ValueError("images must be a batch (N, H, W, C) of training images")
+    labels = np.asarray(labels)
+    if labels.shape != (len(batch),) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {len(batch)} integer classes, one per image; got "
+                         f"shape {labels.shape} and dtype {labels.dtype}")
+    if labels.min() < 0 or labels.max() >= spec.num_classes:
+        raise ValueError(f"labels must lie in 0..{spec.num_classes - 1} (the model's classes), "
+                         f"got {labels.min()}..{labels.max()}")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    learning_rate = check_number(learning_rate, "learning_rate", minimum=0, maximum=1,
+                                 inclusive=(False, False))
+    seed = check_seed(seed, allow_none=False)
+    features = inner.predict(batch, batch_size=batch_size, verbose=0)
+    head = keras.Model(_graph_output(model, inner), model.outputs[0], name=f"{model.name}_head")
+    loss_of = keras.losses.SparseCategoricalCrossentropy(from_logits=spec.activation is None)
+    optimizer = keras.optimizers.Adam(float(learning_rate))
+    variables = head.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_of(y, head(x, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    keras.utils.set_random_seed(int(seed))  # dropout's masks
+    order_rng = np.random.default_rng(int(seed))
+    targets = labels.astype(np.int64)
+    losses = []
+    for _ in range(epochs):
+        order = order_rng.permutation(len(features))
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            total += float(step(features[chosen], targets[chosen])) * len(chosen)
+        losses.append(total / len(order))
+    return losses
+
+
+def _graph_output(model, inner):
+    """The output tensor of ``inner`` in ``model``'s graph: walked back from the model's
+    output, since a base shared by several models has one output per model."""
+    pending, seen = [model.outputs[0]], set()
+    while pending:
+        tensor = pending.pop()
+        history = getattr(tensor, "_keras_history", None)
+        if id(tensor) in seen or not history:
+            continue
+        seen.add(id(tensor))
+        operation, node_index = history[0], history[1]
+        if operation is inner:
+            return tensor
+        pending.extend(keras.tree.flatten(operation._inbound_nodes[node_index].input_tensors))
+    raise ValueError(f"base {inner.name!r} is not on the path to {model.name!r}'s output")
