@@ -290,18 +290,25 @@ async def run_lesson(hub: Hub, memory: Memory, name: str, token: str, lesson: Pa
         await asyncio.sleep(0.1)
     url = (hub.base.replace("http", "ws", 1)
            + f"/user/{name}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}")
-    socket = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}),
-                                     max_message_size=512 * 1024 * 1024)
-    error, session_id = None, uuid.uuid4().hex
+    error, session_id, socket = None, uuid.uuid4().hex, None
     try:
+        # The server answers once the kernel is up: N kernels starting at once on a busy
+        # machine take minutes, far beyond tornado's default of 20 s.
+        socket = await websocket_connect(
+            HTTPRequest(url, headers={"Authorization": f"token {token}"},
+                        connect_timeout=timeout, request_timeout=timeout),
+            max_message_size=512 * 1024 * 1024)
         for index, source in enumerate(cells):
             reply = await execute(socket, source, session_id, timeout)
             if reply.get("status") != "ok":
                 error = f"code cell {index}: {reply.get('ename')}: {reply.get('evalue')}"
                 break
+    except Exception as failure:  # reported with the lesson, the class goes on
+        error = f"{type(failure).__name__}: {failure}"
     finally:
         seconds = time.perf_counter() - started
-        socket.close()
+        if socket is not None:
+            socket.close()
         peak, unique = memory.unwatch(key)
         await hub.call("DELETE", f"/user/{name}/api/sessions/{session['id']}", token=token)
     print(f"  {name} {lesson.name}: {seconds:.0f} s, kernel peak {peak / GB:.2f} GB "
@@ -341,8 +348,13 @@ async def run_class(args, token: str, hub_process: subprocess.Popen, memory: Mem
     hub = Hub(args.port, token)
     await hub.wait_until_up(hub_process)
     names = [f"student{i + 1:02d}" for i in range(args.students)]
-    return await asyncio.gather(*(student(hub, memory, name, args.lessons, args.timeout)
-                                  for name in names))
+    results = await asyncio.gather(*(student(hub, memory, name, args.lessons, args.timeout)
+                                     for name in names), return_exceptions=True)
+    for name, result in zip(names, results):
+        if isinstance(result, BaseException):
+            print(f"  {name} FAILED: {type(result).__name__}: {result}", flush=True)
+    return [r for r in results if not isinstance(r, BaseException)] or sys.exit(
+        "no student got through: see the hub's log")
 
 
 def summary(results: list, memory: Memory, seconds: float, args) -> dict:
@@ -365,7 +377,8 @@ def summary(results: list, memory: Memory, seconds: float, args) -> dict:
             "all_kernels_and_servers_peak_gb": round(memory.total_peak / GB, 2),
             "machine_used_before_gb": round(memory.used_before / GB, 2),
             "machine_used_peak_gb": round(memory.used_peak / GB, 2),
-            "failed": [r for r in runs if r["error"]], "runs": results}
+            "failed": [r for r in runs if r["error"]],
+            "students_lost": args.students - len(results), "runs": results}
 
 
 def main(argv=None) -> int:
@@ -422,7 +435,9 @@ def main(argv=None) -> int:
         args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     for failure in report["failed"]:
         print(f"FAILED: {failure['student']} {failure['lesson']}: {failure['error']}")
-    return 1 if report["failed"] else 0
+    if report["students_lost"]:
+        print(f"FAILED: {report['students_lost']} student(s) did not get through (above)")
+    return 1 if report["failed"] or report["students_lost"] else 0
 
 
 if __name__ == "__main__":
