@@ -18,8 +18,9 @@ every class:
   every CAV; the t-test and correction);
 * xplique 2.0.2: ``Cav`` (its default, scikit-learn's ``SGDClassifier``
   with the hinge loss, alpha = 0.01, a 20 % test split; the activations
-  of both sets are computed anew for each CAV) and ``Tcav(...).score``
-  (a gradient pass of the class images per CAV). xplique has no
+  of both sets are computed anew for each CAV, by ``model.predict``) and
+  ``Tcav(model, layer).score(images, class, cav)`` (a gradient pass of the
+  class images per CAV). xplique has no
   statistical test: its R scores are compared here with its own null by
   the same t-test as the helpers' (``scipy.stats.ttest_ind``).
 
@@ -45,6 +46,7 @@ import argparse
 import os
 import platform
 import time
+import warnings
 
 os.environ.setdefault("UNMASKING_CNNS_FAST", "0")
 
@@ -97,12 +99,12 @@ def xplique_run(model, concepts, randoms, classes, layer, seed=0):
     positives = dict(concepts, random=randoms[0])
     vectors = {(concept, i): Cav(model, layer)(images, randoms[i])
                for concept, images in positives.items() for i in range(1, len(randoms))}
+    tester = Tcav(model, layer)
     scores = {}
     for (concept, i), vector in vectors.items():
-        tester = Tcav(model, layer, vector)
         for name, images in classes.items():
             scores.setdefault((name, concept), []).append(
-                float(tester(images, h.class_index(name))))
+                float(tester.score(images, h.class_index(name), vector)))
     null = {name: np.array(scores.pop((name, "random"))) for name in classes}
     return {key: np.array(value) for key, value in scores.items()}, null
 
@@ -115,7 +117,9 @@ def p_values(scores, null):
         if np.ptp(values) == 0 and np.ptp(null[name]) == 0:
             found[name, concept] = 1.0 if values[0] == null[name][0] else 0.0
         else:
-            found[name, concept] = float(stats.ttest_ind(values, null[name]).pvalue)
+            with warnings.catch_warnings():  # one side constant: a valid test
+                warnings.filterwarnings("ignore", message="Precision loss occurred")
+                found[name, concept] = float(stats.ttest_ind(values, null[name]).pvalue)
     return found
 
 
