@@ -248,16 +248,41 @@ class _Explainer:
     shap_explainer: object
     layer_shape: tuple
     backgrounds: OrderedDict = field(default_factory=OrderedDict)
+    traced: dict = field(default_factory=dict)  # "logits", "head", "tail" -> tf.function
 
 
 def _digest(array: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(array).view(np.uint8)).hexdigest()
 
 
-def _run_in_chunks(model, batch, batch_size):
+def _traced(entry: _Explainer, part: str):
+    """The explainer's logits model, head or tail as one traced function (any batch size).
+
+    An eager Keras call keeps TensorFlow's buffers of every layer at the batch's size:
+    eight photos through EfficientNet-Lite0 left 0.67 GB more resident memory behind, the
+    traced function 0.12 GB. Built once per explainer; the logits model is held as
+    ``entry.logits`` holds it (weakly when it is the user's model).
+    """
+    if part not in entry.traced:
+        if part == "logits":
+            held = entry.logits
+            shape = tuple(held().inputs[0].shape[1:])
+        else:
+            part_model = getattr(entry, part)
+            held = lambda: part_model  # noqa: E731  (a derived model, held by the entry)
+            shape = tuple(part_model.inputs[0].shape[1:])
+        entry.traced[part] = tf.function(
+            lambda batch: held()(batch, training=False), autograph=False,
+            input_signature=[tf.TensorSpec((None,) + shape, tf.float32)])
+    return entry.traced[part]
+
+
+def _run_in_chunks(entry: _Explainer, part: str, batch, batch_size):
+    """``part`` ("logits", "head" or "tail") of the explainer on ``batch``, in chunks."""
+    forward = _traced(entry, part)
     parts = []
     for start in range(0, len(batch), batch_size):
-        out = model(batch[start:start + batch_size], training=False)
+        out = forward(tf.constant(batch[start:start + batch_size], dtype=tf.float32))
         parts.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out))
     return np.concatenate(parts)
 
@@ -297,13 +322,13 @@ def _use_background(entry: _Explainer, background, batch_size) -> np.ndarray:
     if key not in entry.backgrounds:
         if entry.head is None:
             layer_background = background
-            expected = _run_in_chunks(entry.logits(), background, batch_size).mean(axis=0)
+            expected = _run_in_chunks(entry, "logits", background, batch_size).mean(axis=0)
         else:
-            layer_background = _run_in_chunks(entry.head, background, batch_size)
-            through = _run_in_chunks(entry.tail, layer_background, batch_size)
+            layer_background = _run_in_chunks(entry, "head", background, batch_size)
+            through = _run_in_chunks(entry, "tail", layer_background, batch_size)
             expected = through.mean(axis=0)
             # Guard: the two halves must reproduce the model (checked on two images).
-            direct = _run_in_chunks(entry.logits(), background[:2], batch_size)
+            direct = _run_in_chunks(entry, "logits", background[:2], batch_size)
             scale = max(1.0, float(np.abs(direct).max()))
             if not np.allclose(through[:2], direct, atol=1e-3 * scale):
                 raise RuntimeError(
@@ -584,7 +609,8 @@ def expected_gradients(model: keras.Model, images, class_index=None, *, ranks=No
     with _quiet_input_structure():
         entry = _explainer(model, layer_name)
         expected_logits = _use_background(entry, background, batch_size)
-        layer_inputs = batch if entry.head is None else _run_in_chunks(entry.head, batch, batch_size)
+        layer_inputs = batch if entry.head is None else _run_in_chunks(entry, "head", batch,
+                                                                         batch_size)
         totals, standard_error, samples = _attributions(entry, layer_inputs, classes, samples, seed, batch_size, progress,
                                desc=f"expected gradients ({layer_name or 'pixels'})")
     count, per_image = classes.shape

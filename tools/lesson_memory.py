@@ -109,12 +109,14 @@ def measure(path: Path, *, fast: bool, interval: float, timeout: int,
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
                             on_cell_start=on_cell_start, on_cell_executed=on_cell_executed)
-    start = time.perf_counter()
+    start, error = time.perf_counter(), None
     try:
         with client.setup_kernel():
             for index, cell in enumerate(notebook.cells):
                 client.execute_cell(cell, index)
             final = poller.sample()
+    except Exception as failure:  # the peak so far is still worth reporting
+        error, final = f"{type(failure).__name__}: {str(failure)[:300]}", poller.current
     finally:
         if poller.process is not None:
             poller.stop()
@@ -123,7 +125,8 @@ def measure(path: Path, *, fast: bool, interval: float, timeout: int,
                    reverse=True)
     cells = [(i, poller.cell_peaks[i], rise, notebook.cells[i].source.strip().splitlines()[:1])
              for rise, i in rises]
-    return {"peak": poller.peak, "peak_uss": poller.peak_uss, "final": final, "seconds": seconds, "cells": cells}
+    return {"peak": poller.peak, "peak_uss": poller.peak_uss, "final": final, "error": error,
+            "seconds": seconds, "cells": cells}
 
 
 def main(argv=None) -> int:
@@ -142,13 +145,13 @@ def main(argv=None) -> int:
 
     rows, failed = [], False
     for path in select(args.lessons):
-        try:
-            result = measure(path, fast=not args.full, interval=args.interval,
-                             timeout=args.timeout, verbose=args.verbose)
-        except Exception as error:  # report every lesson, then fail
-            print(f"{path.name}: FAILED: {type(error).__name__}: {str(error)[:2000]}", flush=True)
+        result = measure(path, fast=not args.full, interval=args.interval,
+                         timeout=args.timeout, verbose=args.verbose)
+        if result["error"]:  # report every lesson, then fail
+            reached = max((cell[0] for cell in result["cells"]), default="?")
+            print(f"{path.name}: FAILED at cell {reached} (the peak so far below): "
+                  f"{result['error']}", flush=True)
             failed = True
-            continue
         rows.append((path.name, result))
         print(f"{path.name}: peak {result['peak'] / GB:.2f} GB (unique "
               f"{result['peak_uss'] / GB:.2f} GB), after the last cell "
@@ -160,8 +163,8 @@ def main(argv=None) -> int:
     print(f"\n| lesson ({mode} mode) | peak RSS (GB) | peak USS (GB) | after the last cell "
           "(GB) | wall (s) |\n|---|---:|---:|---:|---:|")
     for name, result in rows:
-        print(f"| {name} | {result['peak'] / GB:.2f} | {result['peak_uss'] / GB:.2f} "
-              f"| {result['final'] / GB:.2f} "
+        print(f"| {name}{' (failed)' if result['error'] else ''} | {result['peak'] / GB:.2f} "
+              f"| {result['peak_uss'] / GB:.2f} | {result['final'] / GB:.2f} "
               f"| {result['seconds']:.0f} |")
     return 1 if failed else 0
 
