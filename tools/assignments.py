@@ -34,7 +34,7 @@ the course is installed, in the mode the class worked in: with ``UNMASKING_CNNS_
 students used fast mode, since some expected values depend on it)::
 
     python tools/assignments.py grade SUBMISSIONS... --autograder DIR/<lesson>/autograder/autograder.zip
-        --csv grades.csv
+        --csv grades.csv [--timeout SECONDS]
 
 grades each notebook given (or every ``.ipynb`` in a folder given), one after the other, and
 writes one row per submission: its file, each exercise's score, the total and the possible
@@ -50,7 +50,6 @@ import copy
 import csv
 import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -317,11 +316,15 @@ def build(path: Path, out: Path) -> dict:
             "points": POINTS_PER_EXERCISE * len(graded), "dir": str(target)}
 
 
-def grade_one(submission: Path, autograder: Path) -> dict:
+def grade_one(submission: Path, autograder: Path, timeout: float | None = None) -> dict:
     """Grade one submission with ``otter run`` (no Docker); its results as a dict."""
     with tempfile.TemporaryDirectory() as scratch:
-        result = subprocess.run([*_otter(), "run", "--no-logo", "-a", str(autograder),
-                                 "-o", scratch, str(submission)], capture_output=True, text=True)
+        try:
+            result = subprocess.run([*_otter(), "run", "--no-logo", "-a", str(autograder),
+                                     "-o", scratch, str(submission)], capture_output=True,
+                                    text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"not graded: still running after {timeout:g} s"}
         results = Path(scratch) / "results.json"
         if result.returncode != 0 or not results.exists():
             return {"error": (result.stderr or result.stdout)[-2000:]}
@@ -335,13 +338,14 @@ def scores(results: dict) -> tuple[dict[str, float], float]:
             float(sum(test["max_score"] for test in graded)))
 
 
-def grade(submissions: list[Path], autograder: Path, csv_path: Path | None) -> list[dict]:
+def grade(submissions: list[Path], autograder: Path, csv_path: Path | None,
+          timeout: float | None = None) -> list[dict]:
     files = []
     for submission in submissions:
         files += sorted(submission.glob("*.ipynb")) if submission.is_dir() else [submission]
     rows = []
     for submission in files:
-        results = grade_one(submission, autograder)
+        results = grade_one(submission, autograder, timeout)
         row = {"submission": str(submission)}
         if "error" in results:
             row.update(total=0.0, possible="", error=results["error"].strip().splitlines()[-1])
@@ -377,6 +381,8 @@ def main(argv=None) -> int:
     mark.add_argument("--autograder", type=Path, required=True,
                       help="the lesson's autograder.zip (DIR/<lesson>/autograder/autograder.zip)")
     mark.add_argument("--csv", type=Path, help="write the grades to this CSV file")
+    mark.add_argument("--timeout", type=float, help="seconds one submission may run (default: "
+                      "no limit); one that runs longer is reported, with 0 points")
     args = parser.parse_args(argv)
     if args.command == "build":
         paths = [lesson_path(name) for name in args.lessons] or lessons.lesson_paths()
@@ -387,7 +393,7 @@ def main(argv=None) -> int:
                   f"({made['points']} points), {made['by_hand']} graded by hand -> {made['dir']}",
                   flush=True)
         return 0
-    rows = grade(args.submissions, args.autograder, args.csv)
+    rows = grade(args.submissions, args.autograder, args.csv, args.timeout)
     return 1 if any(row["error"] for row in rows) else 0
 
 
