@@ -14,8 +14,8 @@ through the single-user server's REST API (behind the hub's proxy) starts a kern
 the student's copy of the lessons, every code cell is executed over the kernel's
 websocket, and the session is closed. A thread samples the resident memory (RSS) of
 every kernel's process tree and of every single-user server with psutil, and each
-kernel's unique set (USS: its RSS less the pages it shares with other processes, such
-as TensorFlow's libraries, which a machine holds once for all students).
+kernel's anonymous part (its RSS less file-backed pages, such as TensorFlow's
+libraries, which a machine holds once for all students).
 
 It prints, per student and lesson, the wall time from opening to the last cell and the
 kernel's peak RSS; then per lesson the median and worst; the single-user servers'
@@ -120,7 +120,7 @@ class Memory:
 
         self.psutil, self.interval = psutil, interval
         self.kernels: dict[tuple, "psutil.Process"] = {}
-        self.peaks: dict[tuple, tuple[int, int]] = {}  # peak (RSS, USS) per kernel
+        self.peaks: dict[tuple, tuple[int, int]] = {}  # peak (RSS, anonymous) per kernel
         self.servers: dict[int, int] = {}  # server pid -> peak RSS
         self.total_peak = 0
         # The machine's used memory (RAM less free, buffers and caches) before and at most.
@@ -129,20 +129,23 @@ class Memory:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def tree(self, process) -> tuple[int, int]:
-        """RSS and USS of a process tree: USS leaves out pages shared with other processes
-        (TensorFlow's libraries: ~0.35 GB of every kernel's RSS, in memory once)."""
-        rss = uss = 0
+        """RSS and anonymous RSS of a process tree. The anonymous part (RSS less file-backed
+        pages, the kernel's cheap counters) leaves out the libraries' code, mostly
+        TensorFlow's (~0.4 GB of every kernel's RSS, in memory once): it is what each
+        further student adds. (psutil's USS reads /proc/PID/smaps, 0.1-0.2 s per kernel:
+        polling it would take a core from the class.)"""
+        rss = anonymous = 0
         try:
             members = [process, *process.children(recursive=True)]
         except self.psutil.Error:
             return 0, 0
         for member in members:
             try:
-                info = member.memory_full_info()
-                rss, uss = rss + info.rss, uss + info.uss
+                info = member.memory_info()
+                rss, anonymous = rss + info.rss, anonymous + info.rss - info.shared
             except self.psutil.Error:
                 pass
-        return rss, uss
+        return rss, anonymous
 
     def find_kernel(self, kernel_id: str):
         """The kernel's process: its command line names its connection file."""
@@ -309,13 +312,14 @@ async def run_lesson(hub: Hub, memory: Memory, name: str, token: str, lesson: Pa
         seconds = time.perf_counter() - started
         if socket is not None:
             socket.close()
-        peak, unique = memory.unwatch(key)
+        peak, anonymous = memory.unwatch(key)
         await hub.call("DELETE", f"/user/{name}/api/sessions/{session['id']}", token=token)
     print(f"  {name} {lesson.name}: {seconds:.0f} s, kernel peak {peak / GB:.2f} GB "
-          f"(unique {unique / GB:.2f} GB)"
+          f"(anonymous {anonymous / GB:.2f} GB)"
           + (f", FAILED: {error}" if error else ""), flush=True)
     return {"student": name, "lesson": lesson.name, "seconds": round(seconds, 1),
-            "kernel_peak_gb": round(peak / GB, 3), "kernel_unique_peak_gb": round(unique / GB, 3),
+            "kernel_peak_gb": round(peak / GB, 3),
+            "kernel_anonymous_peak_gb": round(anonymous / GB, 3),
             "cells": len(cells), "error": error}
 
 
@@ -367,7 +371,7 @@ def summary(results: list, memory: Memory, seconds: float, args) -> dict:
             "max_seconds": max(r["seconds"] for r in mine),
             "median_kernel_peak_gb": round(statistics.median(r["kernel_peak_gb"] for r in mine), 3),
             "max_kernel_peak_gb": max(r["kernel_peak_gb"] for r in mine),
-            "max_kernel_unique_peak_gb": max(r["kernel_unique_peak_gb"] for r in mine)}
+            "max_kernel_anonymous_peak_gb": max(r["kernel_anonymous_peak_gb"] for r in mine)}
     servers = sorted(memory.servers.values())
     return {"students": args.students, "mode": "full" if args.full else "fast",
             "cpus": os.cpu_count(), "class_seconds": round(seconds, 1),
@@ -420,12 +424,12 @@ def main(argv=None) -> int:
           f"the class took {report['class_seconds']:.0f} s; servers ready within "
           f"{report['spawn_seconds_max']:.0f} s")
     print("| lesson | median wall (s) | worst wall (s) | median kernel peak RSS (GB) "
-          "| worst kernel peak RSS (GB) | worst kernel peak USS (GB) |"
+          "| worst kernel peak RSS (GB) | worst kernel peak anonymous RSS (GB) |"
           "\n|---|---:|---:|---:|---:|---:|")
     for lesson, row in report["per_lesson"].items():
         print(f"| {lesson} | {row['median_seconds']:.0f} | {row['max_seconds']:.0f} "
               f"| {row['median_kernel_peak_gb']:.2f} | {row['max_kernel_peak_gb']:.2f} "
-              f"| {row['max_kernel_unique_peak_gb']:.2f} |")
+              f"| {row['max_kernel_anonymous_peak_gb']:.2f} |")
     print(f"single-user server peak RSS: {report['server_peak_gb_max']} GB; all kernels and "
           f"servers together peaked at {report['all_kernels_and_servers_peak_gb']:.1f} GB of RSS "
           f"(shared pages counted in each); the machine's used memory rose from "

@@ -8,7 +8,7 @@
 Each lesson runs in a fresh kernel (nbclient, as tools/run_notebooks.py runs them,
 without writing anything back). A thread polls the kernel's process tree with psutil
 every --interval seconds and sums the resident set sizes (RSS) of the kernel and its
-children (and their unique set sizes, USS); the table gives each lesson's peak, its RSS after the last cell and its
+children (and their anonymous part: RSS less the libraries' file-backed pages); the table gives each lesson's peak, its RSS after the last cell and its
 wall time. This is the number to size a class's server by (TEACHING.md): one
 student's kernel needs about its lesson's peak. Run lessons one at a time on a quiet
 machine: the memory does not depend on the load, the times do.
@@ -34,25 +34,26 @@ GB = 1e9
 
 
 def tree_memory(process: psutil.Process) -> tuple[int, int]:
-    """RSS and USS of a process and all its descendants (0 once it has gone).
+    """RSS and anonymous RSS of a process and all its descendants (0 once it has gone).
 
-    USS (unique set size) leaves out the pages a process shares with others, mostly
-    TensorFlow's libraries (~0.35 GB of a kernel's RSS), which a machine holds once
-    for all its kernels: RSS is what one kernel needs alone, USS what each further
-    kernel adds.
+    The anonymous part (RSS less file-backed pages, from the kernel's cheap counters)
+    leaves out the libraries' code, mostly TensorFlow's (~0.4 GB of a kernel's RSS), which
+    a machine holds once for all its kernels: RSS is what one kernel needs alone, the
+    anonymous part what each further kernel adds. (psutil's USS reads /proc/PID/smaps:
+    0.1-0.2 s per TensorFlow process, too slow to poll.)
     """
-    rss = uss = 0
+    rss = anonymous = 0
     try:
         processes = [process, *process.children(recursive=True)]
     except psutil.Error:
         return 0, 0
     for each in processes:
         try:
-            info = each.memory_full_info()
-            rss, uss = rss + info.rss, uss + info.uss
+            info = each.memory_info()
+            rss, anonymous = rss + info.rss, anonymous + info.rss - info.shared
         except psutil.Error:
             pass
-    return rss, uss
+    return rss, anonymous
 
 
 class Poller:
@@ -153,14 +154,14 @@ def main(argv=None) -> int:
                   f"{result['error']}", flush=True)
             failed = True
         rows.append((path.name, result))
-        print(f"{path.name}: peak {result['peak'] / GB:.2f} GB (unique "
+        print(f"{path.name}: peak {result['peak'] / GB:.2f} GB (anonymous "
               f"{result['peak_uss'] / GB:.2f} GB), after the last cell "
               f"{result['final'] / GB:.2f} GB, {result['seconds']:.0f} s", flush=True)
         for index, peak, rise, first in result["cells"][:args.cells]:
             print(f"    cell {index}: peak {peak / GB:.2f} GB (+{rise / GB:.2f} GB)  "
                   f"{first[0][:70] if first else ''}", flush=True)
     mode = "fast" if not args.full else "full"
-    print(f"\n| lesson ({mode} mode) | peak RSS (GB) | peak USS (GB) | after the last cell "
+    print(f"\n| lesson ({mode} mode) | peak RSS (GB) | peak anonymous RSS (GB) | after the last cell "
           "(GB) | wall (s) |\n|---|---:|---:|---:|---:|")
     for name, result in rows:
         print(f"| {name}{' (failed)' if result['error'] else ''} | {result['peak'] / GB:.2f} "
