@@ -2,8 +2,10 @@
 solution and every self-check, the instructor's version holds them all, and otter-grader gives
 lesson 00's solutions full marks and a blank or wrong answer none.
 
-The static checks build all lessons (about 20 s); the grading test runs lesson 00 twice in
-fast mode through ``otter run`` (about 30 s each on a busy 2-core machine).
+The static checks build all lessons once (7-20 s); the grading test runs lesson 00 twice in
+fast mode through ``otter run`` (25 s of CPU time each, about a minute of wall time each on a
+busy 2-core machine). The answers are compared within the self-checks' tolerances, as the
+lessons' solution items are, so the module gives the same verdict on every CPU.
 """
 
 from __future__ import annotations
