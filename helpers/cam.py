@@ -60,8 +60,9 @@ What comes from a library and what is written here:
   rule) runs ``batch_size`` masks at a time through a compiled function, so
   memory is bounded whatever K is. The tests check it equals tf-keras-vis.
 * :func:`gradcam_parts` computes Grad-CAM by hand with ``tf.GradientTape``
-  and returns every intermediate, for the lesson and as an independent check
-  of tf-keras-vis.
+  (in a traced function, as every gradient here: an eager tape holds the whole
+  network's activations) and returns every intermediate, for the lesson and
+  as an independent check of tf-keras-vis.
 * Upsampling (:func:`upsample_map`) is bilinear with cell centres aligned
   (``tf.image.resize``): cell (i, j) of a 7 x 7 map lands at the centre of
   the 32 x 32 patch it summarises. tf-keras-vis' ``scipy.ndimage.zoom``
@@ -223,11 +224,12 @@ def gradcam_parts(model, images, class_index=None, *, layer=None) -> GradcamPart
     layer_name = cam_layer(model, layer)
     engine = _engine(model, layer_name)
     classes, single = call.classes, call.single
-    inputs = tf.constant(call.batch)
-    with tf.GradientTape() as tape:
-        activations, logits = engine.features(inputs, training=False)
-        scores = tf.gather(logits, tf.constant(classes, dtype=tf.int32), axis=1, batch_dims=1)
-    gradients = np.asarray(tape.gradient(scores, activations), dtype=np.float32)
+    # Steps 1-2: the tape of _CamEngine._gradients, traced once per (model, layer). An eager
+    # tape here recorded the whole network and held every layer's activations: 0.34 GB of
+    # resident memory more for three photos (the values agree to 2e-6 of their size).
+    activations, gradients, scores = engine.gradients(
+        tf.constant(call.batch), tf.constant(classes, dtype=tf.int32))
+    gradients = np.asarray(gradients, dtype=np.float32)
     activations = np.asarray(activations, dtype=np.float32)
     channel_weights = gradients.mean(axis=(1, 2))
     weighted_sum = np.einsum("nijk,nk->nij", activations, channel_weights)
