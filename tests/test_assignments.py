@@ -158,6 +158,7 @@ def test_a_blank_answer_scores_nothing_on_every_exercise(built, path, tmp_path):
         assert test.possible == 1 and test.score == 0, exercise.name
 
 
+@pytest.mark.end_to_end
 def test_otter_grades_lesson_00_solutions_full_and_blank_or_wrong_answers_zero(built, tmp_path):
     path = lessons.lesson_paths()[0]
     student, instructor, autograder = versions(built, path)

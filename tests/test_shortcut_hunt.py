@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import shortcut_hunt as hunt  # noqa: E402
 
 
+@pytest.mark.end_to_end
 @pytest.mark.parametrize("kind, seed", [("tag", 3), ("tint", 4)])
 def test_the_course_methods_name_and_locate_each_kind_of_cue(kind, seed):
     secret = hunt.draw_secret(seed, kind=kind)

@@ -60,7 +60,8 @@ DEFAULT_OUT = REPO / "build" / "site"
 PAGES = (("README.md", "readme.html", "About the course, setup and the helpers package"),
          ("TEACHING.md", "teaching.html", "Teacher's guide"),
          ("helpers/README.md", "helpers.html", "The helpers package, lesson by lesson"),
-         ("benchmarks/README.md", "benchmarks.html", "Performance"))
+         ("benchmarks/README.md", "benchmarks.html", "Performance"),
+         ("tests/README.md", "tests.html", "The tests"))
 
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 # The parts of MathJax 2.7 its TeX-to-HTML-CSS configuration loads (of 9.6 MB: the
