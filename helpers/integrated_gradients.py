@@ -62,7 +62,7 @@ MAX_STEPS = 10_000  # gradient evaluations per image; 20-300 reach completeness 
 def integrated_gradients(model, images, class_index=None, *, baseline="black",
                          steps: int | None = None, rule: str = "trapezoid",
                          reduce: str | None = "signed", blur_sigma: float | None = None,
-                         seed: int = 0, batch_size: int = 16, progress: bool = True
+                         seed: int = 0, batch_size: int = 8, progress: bool = True
                          ) -> "IntegratedGradientsExplanation":
     """Integrated Gradients of the class logit along the straight path from a baseline.
 
@@ -82,7 +82,9 @@ def integrated_gradients(model, images, class_index=None, *, baseline="black",
     ``reduce``: how the colour channels become one map (default "signed",
     the sum, which keeps completeness; see :func:`helpers.reduce_gradients`;
     None keeps (H, W, C)). Path points go through the compiled gradient
-    function ``batch_size`` at a time.
+    function ``batch_size`` at a time (default 8: a gradient keeps every layer's
+    activations for the backward pass, and 16 points of EfficientNet-Lite0 held
+    0.51 GB of resident memory where 8 hold 0.21 GB, for 9 % more time on 2 cores).
 
     Returns an :class:`IntegratedGradientsExplanation`: ``.maps`` float32
     (H, W) for one image or (N, H, W) for a batch, and the completeness
