@@ -197,6 +197,7 @@ COURSE_MODEL_EXPLAINERS = {
 }
 
 
+@pytest.mark.cpu_independent  # shapes and finiteness: the same verdict on every CPU
 def test_the_course_model(lite0):
     for name, explain in COURSE_MODEL_EXPLAINERS.items():
         if name in ("scorecam",):  # 1280 forward passes; covered on the tiny models
