@@ -90,3 +90,16 @@ def check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, not {type(value).__name__} ({value!r})")
     return bool(value)
+
+
+def check_labels(labels, count: int, classes: int | None = None, name: str = "labels"):
+    """``labels`` as an integer array of ``count`` class indices, one per image, each in
+    ``0..classes - 1`` when ``classes`` is given."""
+    array = np.asarray(labels)
+    if array.shape != (count,) or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be {count} integer class labels, one per image; got "
+                         f"shape {array.shape} and dtype {array.dtype}")
+    if classes is not None and count and (array.min() < 0 or array.max() >= classes):
+        raise ValueError(f"{name} must lie in 0..{classes - 1} (the model's classes), got "
+                         f"{array.min()}..{array.max()}")
+    return array

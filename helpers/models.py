@@ -41,6 +41,7 @@ from .environment import cache_dir, quiet_stderr, tf  # noqa: F401  (quiet TF im
 import keras
 
 from . import pth
+from .checks import check_labels
 from .labels import NUM_CLASSES, TopK, decode
 from .pipeline import (check_bool, check_model, check_number, check_seed,  # noqa: F401
                        compiled_logits, model_batch, model_spec, positive_int, predict_logits,
@@ -732,13 +733,7 @@ def train_head(model, images, labels, *, base=None, epochs: int = 30, batch_size
     batch, single = model_batch(model, images)
     if single:
         raise ValueError("images must be a batch (N, H, W, C) of training images")
-    labels = np.asarray(labels)
-    if labels.shape != (len(batch),) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be {len(batch)} integer classes, one per image; got "
-                         f"shape {labels.shape} and dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= spec.num_classes:
-        raise ValueError(f"labels must lie in 0..{spec.num_classes - 1} (the model's classes), "
-                         f"got {labels.min()}..{labels.max()}")
+    labels = check_labels(labels, len(batch), spec.num_classes)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     learning_rate = check_number(learning_rate, "learning_rate", minimum=0, maximum=1,

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_labels
 from .labels import DATA_DIR, class_name
 from .models import probabilities
 from .pipeline import predict_logits
@@ -261,10 +262,7 @@ def plant_cue(images, labels, *, cue, target_class: int, in_class: float = 1.0,
     batch, single = _pixels(images)
     if single:
         raise ValueError("images must be a batch (N, H, W, 3): the cue goes on a share of them")
-    labels = np.asarray(labels)
-    if labels.shape != (len(batch),) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be {len(batch)} integer class labels, one per image; got "
-                         f"shape {labels.shape} and dtype {labels.dtype}")
+    labels = check_labels(labels, len(batch))
     if not callable(cue):
         raise TypeError(f"cue must be a function from images to images with the cue, not "
                         f"{type(cue).__name__}")
@@ -336,9 +334,7 @@ def train_digit_cnn(images, labels, *, epochs: int = 15, batch_size: int = 32,
         raise ValueError("images must be a batch (N, H, W, 3) to train on")
     if batch.shape[1] != batch.shape[2]:
         raise ValueError(f"images must be square, got {batch.shape[1]}x{batch.shape[2]}")
-    labels = np.asarray(labels)
-    if labels.shape != (len(batch),) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be {len(batch)} integer class labels, one per image")
+    labels = check_labels(labels, len(batch))
     epochs = _integer(epochs, "epochs", 1)
     batch_size = _integer(batch_size, "batch_size", 1)
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
