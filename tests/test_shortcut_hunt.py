@@ -57,3 +57,12 @@ def test_answers_are_scored_by_kind_place_and_digit(tmp_path, capsys):
                       "--csv", str(grades)]) == 0
     rows = grades.read_text().splitlines()
     assert [row.split(",")[-2] for row in rows[1:]] == ["3", "0", "0"]
+    # A hand-in is hostile: a link to a right answer, or a file over 1 MB, is not read.
+    link, large = tmp_path / "link.json", tmp_path / "large.json"
+    link.symlink_to(right)
+    large.write_text(json.dumps({"kind": "tag", "place": "top-right", "digit": 3,
+                                 "padding": "x" * 1_100_000}))
+    assert hunt.main(["grade", "--secret", str(secret_path), str(link), str(large),
+                      "--csv", str(grades)]) == 0
+    rows = grades.read_text().splitlines()
+    assert [row.split(",")[-2] for row in rows[1:]] == ["0", "0"]
