@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .checks import check_number, check_seed, is_integer, positive_int
+from .checks import check_bool, check_number, check_seed, is_integer, positive_int
 from .photos import collection_file, photo_collection
 
 __all__ = [
@@ -473,8 +473,7 @@ def augment(image, count: int, *, size, scale=(0.5, 1.0), flip: bool = True,
                         f"side), not {scale!r}") from None
     if not 0 < low <= high <= 1:
         raise ValueError(f"scale must satisfy 0 < smallest <= largest <= 1, got {scale!r}")
-    if not isinstance(flip, (bool, np.bool_)):
-        raise TypeError(f"flip must be True or False, not {type(flip).__name__}")
+    flip = check_bool(flip, "flip")
     jitter = check_number(jitter, "jitter", minimum=0, maximum=1)
     rng = np.random.default_rng(check_seed(seed, allow_none=False))
     rows, cols = pixels.shape[:2]
